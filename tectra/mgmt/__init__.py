@@ -1,0 +1,1 @@
+"""Management plane: gRPC services (tectra.mgmt.v1) and the tectractl CLI."""
