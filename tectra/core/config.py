@@ -1,0 +1,586 @@
+"""Tectra configuration: one TOML file → frozen, validated dataclasses.
+
+This module owns the config schema (every key, its type, default and meaning), its validation,
+and the loading of the packaged default ``tectra/config/tectra.toml``.
+
+Design:
+
+* Every section is a frozen dataclass; every field is declared with :func:`setting`, which
+  carries the field's documentation and its parser. The parser is table-driven: one generic
+  routine walks a dataclass's fields, so adding a section (``[feed]``, ``[risk]``, ...) means
+  writing one dataclass and adding one field to :class:`TectraConfig` — no parsing code.
+* Unknown keys are errors, so a typo never passes silently. Every error is a
+  :class:`ConfigError` naming the dotted key (``roles.feed.cpus[1]``), the bad value and why.
+* ``docs/configuration.md`` documents every key; :func:`config_keys` lists them from the
+  schema itself so a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+__all__ = [
+    "KNOWN_ROLES",
+    "ApplianceConfig",
+    "ConfigError",
+    "ConfigKey",
+    "MetricsConfig",
+    "RingConfig",
+    "RoleConfig",
+    "TectraConfig",
+    "config_keys",
+    "load_config",
+    "parse_config",
+]
+
+#: Roles a process can run as (``tectra run ROLE``). publisher/consumer are the demo's ring roles.
+KNOWN_ROLES: Final = ("feed", "gateway", "kill", "journal", "mgmtd", "publisher", "consumer")
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+RING_KINDS: Final = ("spsc", "mpmc")
+RING_POLICIES: Final = ("overwrite", "backpressure")
+
+# Bounds the ring implementation can honour: indices are 64-bit, slots live in one shm file.
+RING_CAPACITY_MIN: Final = 2
+RING_CAPACITY_MAX: Final = 1 << 30
+
+DEFAULT_STATE_DIR: Final = Path("/var/lib/tectra")
+DEFAULT_SHM_ROOT: Final = Path("/dev/shm/tectra")
+
+_PACKAGED_DEFAULT: Final = "config/tectra.toml"
+# Names that become file names (/dev/shm/tectra/<ring>) and metric labels: no separators, no dots.
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+_HOSTNAME_RE: Final = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+class _Missing:
+    """Stands for a required key that is absent (shown as ``<missing>`` in errors)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING_VALUE: Final = _Missing()
+
+
+class ConfigError(ValueError):
+    """A bad configuration: names the dotted key, the offending value and the reason."""
+
+    def __init__(self, key: str, value: object, reason: str, source: str | None = None) -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        self.source = source
+        where = f"{source}: " if source else ""
+        what = f"{key} = {value!r}" if key else f"{value!r}"
+        super().__init__(f"{where}{what}: {reason}")
+
+    def with_source(self, source: str) -> ConfigError:
+        """The same error, attributed to ``source`` (the file it came from)."""
+        return ConfigError(self.key, self.value, self.reason, source)
+
+
+# --------------------------------------------------------------------------------------------
+# Field parsers. Each takes the raw TOML value and its dotted key, returns the typed value or
+# raises ConfigError. TOML booleans are Python ints, so every numeric parser rejects bool first.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What parsers may consult beyond the value itself (kept explicit for tests)."""
+
+    cpu_count: int
+
+
+Parser = Callable[[object, str, _Context], object]
+
+
+def _string(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, value, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _name(value: object, key: str, _ctx: _Context) -> str:
+    s = _string(value, key)
+    if not _NAME_RE.match(s):
+        raise ConfigError(key, value, "expected 1-64 characters of [A-Za-z0-9_-]")
+    return s
+
+
+def _choice(*options: str) -> Parser:
+    def parse(value: object, key: str, _ctx: _Context) -> str:
+        s = _string(value, key)
+        if s not in options:
+            raise ConfigError(key, value, f"expected one of: {', '.join(options)}")
+        return s
+
+    return parse
+
+
+def _integer(lo: int, hi: int | None = None) -> Parser:
+    def parse(value: object, key: str, _ctx: _Context) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, value, f"expected an integer, got {type(value).__name__}")
+        if value < lo or (hi is not None and value > hi):
+            bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ConfigError(key, value, f"out of range (expected {bound})")
+        return value
+
+    return parse
+
+
+def _seconds(value: object, key: str, _ctx: _Context) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, value, f"expected a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(key, value, "expected a finite number >= 0")
+    return float(value)
+
+
+def _abs_path(value: object, key: str, _ctx: _Context) -> Path:
+    s = _string(value, key)
+    if not s or "\0" in s:
+        raise ConfigError(key, value, "expected a non-empty path")
+    p = Path(s)
+    # Services run from systemd with an unspecified working directory: relative paths would
+    # resolve somewhere surprising.
+    if not p.is_absolute():
+        raise ConfigError(key, value, "expected an absolute path")
+    return p
+
+
+def _host(value: object, key: str, _ctx: _Context) -> str:
+    s = _string(value, key)
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        if not _HOSTNAME_RE.match(s):
+            raise ConfigError(key, value, "expected an IP address or a host name") from None
+    return s
+
+
+def _cpus(value: object, key: str, ctx: _Context) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, f"expected a list of CPU numbers, got {type(value).__name__}")
+    seen: set[int] = set()
+    for i, cpu in enumerate(value):
+        item = f"{key}[{i}]"
+        if isinstance(cpu, bool) or not isinstance(cpu, int):
+            raise ConfigError(item, cpu, f"expected a CPU number, got {type(cpu).__name__}")
+        if not 0 <= cpu < ctx.cpu_count:
+            raise ConfigError(
+                item,
+                cpu,
+                f"CPU out of range 0..{ctx.cpu_count - 1} (os.cpu_count() = {ctx.cpu_count})",
+            )
+        if cpu in seen:
+            raise ConfigError(item, cpu, "CPU listed twice")
+        seen.add(cpu)
+    return tuple(value)
+
+
+def _power_of_two(lo: int, hi: int) -> Parser:
+    as_int = _integer(lo, hi)
+
+    def parse(value: object, key: str, ctx: _Context) -> int:
+        n = as_int(value, key, ctx)
+        assert isinstance(n, int)
+        # Rings index slots with `seq & (capacity - 1)`: only powers of two make that a modulo.
+        if n & (n - 1):
+            raise ConfigError(key, value, "expected a power of two")
+        return n
+
+    return parse
+
+
+def _identifier(value: object, key: str, _ctx: _Context) -> str:
+    s = _string(value, key)
+    if not (s.isidentifier() and s.isascii()):
+        raise ConfigError(key, value, "expected an ASCII identifier (a schema layout name)")
+    return s
+
+
+T = TypeVar("T")
+
+
+def setting(default: Any = MISSING, *, doc: str, parse: Parser) -> Any:
+    """Declare a config key: its default (omit for a required key), documentation and parser."""
+    meta = {"doc": doc, "parse": parse}
+    if isinstance(default, list | dict | set):
+        raise TypeError("mutable defaults are not allowed; use a tuple")
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections. Add a section: write a frozen dataclass of `setting`s, then add one `section(...)`
+# or `named_sections(...)` field to TectraConfig. Nothing else changes.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplianceConfig:
+    """``[appliance]``: what this appliance is called and where it keeps its state."""
+
+    name: str = setting("tectra", doc="Appliance name, carried in logs and metrics.", parse=_name)
+    # setting() returns a dataclasses.field spec; Path defaults are immutable (hence noqa).
+    state_dir: Path = setting(  # noqa: RUF009
+        DEFAULT_STATE_DIR,
+        doc="Directory for journals, stores and ledgers (absolute path).",
+        parse=_abs_path,
+    )
+    shm_root: Path = setting(  # noqa: RUF009
+        DEFAULT_SHM_ROOT,
+        doc="Directory of the shared-memory rings; ring NAME lives at SHM_ROOT/NAME.",
+        parse=_abs_path,
+    )
+    log_level: str = setting(
+        "info",
+        doc="Lowest log level emitted: debug, info, warning or error.",
+        parse=_choice(*LOG_LEVELS),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """``[metrics]``: the per-process Prometheus / health endpoint."""
+
+    host: str = setting(
+        "127.0.0.1",
+        doc="Bind address of every role's /metrics and /health endpoint (IP or host name).",
+        parse=_host,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleConfig:
+    """``[roles.NAME]``: how one role process runs."""
+
+    cpus: tuple[int, ...] = setting(
+        (),
+        doc="CPUs the role's process is pinned to (os.sched_setaffinity); empty = no pinning. "
+        "Each must be in 0..os.cpu_count()-1, no repeats.",
+        parse=_cpus,
+    )
+    metrics_port: int = setting(
+        0,
+        doc="TCP port of the role's /metrics endpoint; 0 = pick a free port. "
+        "Non-zero ports must be unique across roles.",
+        parse=_integer(0, 65535),
+    )
+    watchdog_s: float = setting(
+        10.0,
+        doc="systemd watchdog interval hint in seconds: the role must ping the watchdog "
+        "(WATCHDOG=1) within it; 0 disables.",
+        parse=_seconds,
+    )
+    warmup_ticks: int = setting(
+        10_000,
+        doc="Synthetic ticks pushed through the hot path during WARMUP, before READY.",
+        parse=_integer(0),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RingConfig:
+    """``[rings.NAME]``: one shared-memory ring."""
+
+    capacity: int = setting(
+        4096,
+        doc=f"Number of record slots; a power of two in {RING_CAPACITY_MIN}..{RING_CAPACITY_MAX}.",
+        parse=_power_of_two(RING_CAPACITY_MIN, RING_CAPACITY_MAX),
+    )
+    kind: str = setting(
+        "spsc",
+        doc="spsc (one producer, one consumer) or mpmc (many of each).",
+        parse=_choice(*RING_KINDS),
+    )
+    policy: str = setting(
+        "backpressure",
+        doc="overwrite (producer never blocks; a lagging consumer sees counted overruns — market "
+        "data) or backpressure (push on a full ring is refused — orders).",
+        parse=_choice(*RING_POLICIES),
+    )
+    record: str = setting(
+        doc="Name of the record layout in tectra.schema (e.g. RING_PROBE). Required; checked "
+        "here as an identifier and resolved by the ring's user.",
+        parse=_identifier,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoConfig:
+    """``[demo]``: the ring demo's publisher and consumer roles (``make demo``)."""
+
+    ring: str = setting(
+        "demo",
+        doc="Ring (a [rings.NAME] table) the publisher writes and the consumer reads.",
+        parse=_identifier,
+    )
+    rate: int = setting(
+        1_000_000,
+        doc="Records per second the publisher offers; 0 = as fast as it can.",
+        parse=_integer(0),
+    )
+    batch: int = setting(256, doc="Records per push (one batch).", parse=_integer(1, 65536))
+
+
+class _FrozenMap(Mapping[str, T]):
+    """A read-only, picklable name → section mapping (MappingProxyType does not pickle)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, items: Mapping[str, T] | None = None) -> None:
+        self._d: dict[str, T] = dict(items or {})
+
+    def __getitem__(self, key: str) -> T:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(f'{k!r}: {v!r}' for k, v in self._d.items())}}}"
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._d.items()))
+
+    def __getstate__(self) -> dict[str, T]:
+        return self._d
+
+    def __setstate__(self, state: dict[str, T]) -> None:
+        self._d = state
+
+
+def section(cls: type[Any], *, doc: str) -> Any:
+    """A ``[name]`` table parsed into ``cls``; absent → all of ``cls``'s defaults."""
+
+    def parse(value: object, key: str, ctx: _Context) -> object:
+        return _parse_table(cls, value, key, ctx)
+
+    return field(default_factory=cls, metadata={"doc": doc, "parse": parse, "section": cls})
+
+
+def named_sections(
+    cls: type[Any], *, doc: str, names: tuple[str, ...] | None = None, what: str = "name"
+) -> Any:
+    """``[name.X]`` tables, each parsed into ``cls``; ``names`` restricts X when given."""
+
+    def parse(value: object, key: str, ctx: _Context) -> _FrozenMap[Any]:
+        table = _expect_table(value, key)
+        out: dict[str, object] = {}
+        for sub, raw in table.items():
+            sub_key = f"{key}.{sub}"
+            if names is not None and sub not in names:
+                raise ConfigError(sub_key, raw, _unknown(sub, names, f"unknown {what}"))
+            _name(sub, sub_key, ctx)
+            out[sub] = _parse_table(cls, raw, sub_key, ctx)
+        return _FrozenMap(out)
+
+    return field(
+        default_factory=_FrozenMap,
+        metadata={"doc": doc, "parse": parse, "section": cls, "named": what},
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TectraConfig:
+    """The whole configuration of one appliance (one TOML file)."""
+
+    # section()/named_sections() return dataclasses.field(...) specs (hence the noqa).
+    appliance: ApplianceConfig = section(ApplianceConfig, doc="Appliance identity and paths.")  # noqa: RUF009
+    metrics: MetricsConfig = section(MetricsConfig, doc="Metrics / health endpoint.")  # noqa: RUF009
+    roles: Mapping[str, RoleConfig] = named_sections(
+        RoleConfig, doc="One table per role process.", names=KNOWN_ROLES, what="role"
+    )
+    rings: Mapping[str, RingConfig] = named_sections(
+        RingConfig, doc="One table per shared-memory ring.", what="ring"
+    )
+    demo: DemoConfig = section(DemoConfig, doc="The ring demo's publisher and consumer.")  # noqa: RUF009
+    # Where this config came from (for error messages); not a TOML key (no parser).
+    source: str = field(default="<defaults>", compare=False)
+
+    def role(self, name: str) -> RoleConfig:
+        """The config of role ``name``; unknown or unconfigured roles raise ConfigError."""
+        key = f"roles.{name}"
+        if name not in KNOWN_ROLES:
+            raise ConfigError(key, name, _unknown(name, KNOWN_ROLES, "unknown role"), self.source)
+        try:
+            return self.roles[name]
+        except KeyError:
+            raise ConfigError(
+                key, name, f"role is not configured (no [roles.{name}] table)", self.source
+            ) from None
+
+    def ring(self, name: str) -> RingConfig:
+        """The config of ring ``name``; an unconfigured ring raises ConfigError."""
+        try:
+            return self.rings[name]
+        except KeyError:
+            raise ConfigError(
+                f"rings.{name}",
+                name,
+                _unknown(name, tuple(self.rings), "no such ring"),
+                self.source,
+            ) from None
+
+    def _validate(self, _key: str) -> None:
+        # Two roles on one fixed port would make the second fail to start at bind time,
+        # far from the cause; say it here instead.
+        owners: dict[int, str] = {}
+        for name, role in self.roles.items():
+            port = role.metrics_port
+            if port == 0:
+                continue
+            if port in owners:
+                raise ConfigError(
+                    f"roles.{name}.metrics_port",
+                    port,
+                    f"port already used by roles.{owners[port]}.metrics_port",
+                )
+            owners[port] = name
+
+
+# --------------------------------------------------------------------------------------------
+# The table-driven parser.
+# --------------------------------------------------------------------------------------------
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _expect_table(value: object, key: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, value, f"expected a table, got {type(value).__name__}")
+    return value
+
+
+def _unknown(name: str, known: tuple[str, ...] | list[str], reason: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ", ".join(known) if known else "none"
+    return f"{reason}{hint}; known: {listed}"
+
+
+def _keys_of(cls: type[Any]) -> dict[str, Field[Any]]:
+    return {f.name: f for f in fields(cls) if "parse" in f.metadata}
+
+
+def _parse_table(cls: type[T], value: object, prefix: str, ctx: _Context) -> T:
+    table = _expect_table(value, prefix or "<root>")
+    specs = _keys_of(cls)
+    for key, raw in table.items():
+        if key not in specs:
+            raise ConfigError(_join(prefix, key), raw, _unknown(key, list(specs), "unknown key"))
+    kwargs: dict[str, object] = {}
+    for name, spec in specs.items():
+        key = _join(prefix, name)
+        if name in table:
+            kwargs[name] = spec.metadata["parse"](table[name], key, ctx)
+        elif spec.default is MISSING and spec.default_factory is MISSING:
+            raise ConfigError(key, MISSING_VALUE, "required key is missing")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "_validate", None)
+    if validate is not None:
+        validate(prefix)
+    return obj
+
+
+def parse_config(
+    data: Mapping[str, object], source: str = "<memory>", *, cpu_count: int | None = None
+) -> TectraConfig:
+    """Validate already-decoded TOML (a mapping) into a :class:`TectraConfig`.
+
+    ``cpu_count`` overrides ``os.cpu_count()`` for CPU validation (tests, config for another
+    host). Raises :class:`ConfigError` naming ``source``, the key and the value.
+    """
+    ctx = _Context(cpu_count=cpu_count if cpu_count is not None else (os.cpu_count() or 1))
+    try:
+        cfg = _parse_table(TectraConfig, data, "", ctx)
+    except ConfigError as e:
+        raise e.with_source(source) from None
+    # `source` is not a TOML key; set it after validation so errors above stay attributable.
+    object.__setattr__(cfg, "source", source)
+    return cfg
+
+
+def load_config(path: Path | str | None = None, *, cpu_count: int | None = None) -> TectraConfig:
+    """Load a TOML config file; ``None`` loads the packaged default ``tectra/config/tectra.toml``.
+
+    Unreadable files and TOML syntax errors are reported as :class:`ConfigError` too, so a
+    caller handles one exception type for "bad config".
+    """
+    if path is None:
+        source = f"tectra/{_PACKAGED_DEFAULT} (packaged default)"
+        try:
+            raw = resources.files("tectra").joinpath(_PACKAGED_DEFAULT).read_bytes()
+        except OSError as e:
+            raise ConfigError("", _PACKAGED_DEFAULT, f"packaged default missing: {e}") from e
+    else:
+        source = str(path)
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as e:
+            raise ConfigError("", source, f"cannot read config file: {e.strerror}", source) from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError("", source, f"invalid TOML: {e}", source) from e
+    return parse_config(data, source, cpu_count=cpu_count)
+
+
+# --------------------------------------------------------------------------------------------
+# Introspection, for docs and `tectractl`.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One documented key: ``roles.<role>.cpus``, its default (repr) and documentation."""
+
+    key: str
+    default: str
+    doc: str
+    required: bool
+
+
+def _toml_literal(value: object) -> str:
+    """How a default is written in TOML (for docs)."""
+    if isinstance(value, Path | str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def config_keys() -> list[ConfigKey]:
+    """Every key the schema accepts, in declaration order (named tables as ``<what>``)."""
+    out: list[ConfigKey] = []
+    for sec in _keys_of(TectraConfig).values():
+        cls = sec.metadata["section"]
+        prefix = sec.name
+        if "named" in sec.metadata:
+            prefix = f"{sec.name}.<{sec.metadata['named']}>"
+        for f in _keys_of(cls).values():
+            required = f.default is MISSING
+            default = "" if required else _toml_literal(f.default)
+            out.append(ConfigKey(f"{prefix}.{f.name}", default, f.metadata["doc"], required))
+    return out

@@ -1,0 +1,52 @@
+"""The roles `tectra run ROLE` can start, by name.
+
+A role entry takes the loaded config and returns the process exit code. Roles of later
+milestones (feed, gateway, kill, journal) register here as they land; naming one that is not
+built yet is a typed error, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from tectra.core.config import TectraConfig
+
+RoleEntry = Callable[[TectraConfig], int]
+
+PLANNED_ROLES: Final = ("feed", "gateway", "kill", "journal", "mgmtd")
+
+
+class UnknownRoleError(LookupError):
+    """The named role does not exist or is not part of this build."""
+
+
+def _publisher(config: TectraConfig) -> int:
+    from tectra.roles.ring_demo import run_publisher
+
+    return run_publisher(config)
+
+
+def _consumer(config: TectraConfig) -> int:
+    from tectra.roles.ring_demo import run_consumer
+
+    return run_consumer(config)
+
+
+ROLES: Final[dict[str, RoleEntry]] = {
+    "publisher": _publisher,
+    "consumer": _consumer,
+}
+
+
+def role_entry(name: str) -> RoleEntry:
+    try:
+        return ROLES[name]
+    except KeyError:
+        if name in PLANNED_ROLES:
+            raise UnknownRoleError(
+                f"role {name!r} is not in this build yet; available: {', '.join(sorted(ROLES))}"
+            ) from None
+        raise UnknownRoleError(
+            f"unknown role {name!r}; available: {', '.join(sorted(ROLES))}"
+        ) from None
