@@ -45,7 +45,10 @@ def _free_port() -> int:
         return port
 
 
-def _write_config(workdir: Path, shm_root: Path, opts: DemoOptions) -> tuple[Path, dict[str, int]]:
+def write_demo_config(
+    workdir: Path, shm_root: Path, opts: DemoOptions
+) -> tuple[Path, dict[str, int]]:
+    """Write the demo appliance's TOML (free ports, one CPU per role) and return it with ports."""
     cpus = sorted(os.sched_getaffinity(0))
     pins = {"publisher": cpus[:1], "consumer": cpus[1:2]} if len(cpus) >= 2 else {}
     ports = {role: _free_port() for role in ROLES}
@@ -159,7 +162,7 @@ def run_demo(opts: DemoOptions) -> int:
     shm_root = (
         Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir
     ) / f"tectra-demo-{os.getpid()}"
-    config, ports = _write_config(workdir, shm_root, opts)
+    config, ports = write_demo_config(workdir, shm_root, opts)
     appliance = _Appliance(config, workdir)
     say = (lambda *a: None) if opts.json_out else print
     say("Tectra demo: publisher → shm ring 'demo' (SPSC, overwrite, 65536 × 64 B) → consumer")

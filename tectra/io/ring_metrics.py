@@ -25,13 +25,11 @@ def register_ring_metrics(metrics: MetricsRegistry, rings: Callable[[], list[Shm
     def snapshot() -> dict[str, RingStats]:
         return {ring.name: ring.stats() for ring in rings() if not ring.closed}
 
+    def counter(field: str) -> Callable[[], dict[tuple[str, ...], float]]:
+        return lambda: {(n,): getattr(s, field) for n, s in snapshot().items()}
+
     for field, help_text in _COUNTERS:
-        metrics.counter_from(
-            f"tectra_ring_{field}",
-            help_text,
-            lambda field=field: {(n,): getattr(s, field) for n, s in snapshot().items()},
-            labels=["ring"],
-        )
+        metrics.counter_from(f"tectra_ring_{field}", help_text, counter(field), labels=["ring"])
     metrics.gauge_from(
         "tectra_ring_depth",
         "Records in the ring now (written, not yet read).",

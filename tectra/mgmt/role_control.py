@@ -21,7 +21,7 @@ class RoleControlError(RuntimeError):
     """A role's control channel could not be reached or answered badly."""
 
 
-class _RoleControlServicer(role_pb2_grpc.RoleControlServicer):
+class _RoleControlServicer(role_pb2_grpc.RoleControlServicer):  # type: ignore[misc]
     def __init__(self, snapshot: StatusSnapshot) -> None:
         self._snapshot = snapshot
 

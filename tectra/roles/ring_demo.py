@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class ConsumerTally:
     checksum_errors: int = 0
     sequence_errors: int = 0
     next_seq: int = 1
+
+    def reader(self, field: str) -> Callable[[], float]:
+        """A scrape-time reader of one counter."""
+        return lambda: float(getattr(self, field))
 
     def check(self, batch: npt.NDArray[np.void], lost: int) -> None:
         """Account one pop: BATCH (possibly empty) arrived after LOST records were overrun."""
@@ -160,12 +165,13 @@ def run_consumer(config: TectraConfig) -> int:
         ring = _attach(shell, name, shm_root)
         if ring is None:
             return 0
-        for field in ("received", "lost", "checksum_errors", "sequence_errors"):
-            shell.metrics.counter_from(
-                f"tectra_demo_{field}",
-                f"Probe records {field.replace('_', ' ')} by the consumer.",
-                lambda field=field: getattr(tally, field),
-            )
+        for field, what in (
+            ("received", "Probe records received."),
+            ("lost", "Probe records lost to ring overruns (reported by the ring)."),
+            ("checksum_errors", "Probe records whose checksum did not match."),
+            ("sequence_errors", "Batches whose sequence numbers did not follow on."),
+        ):
+            shell.metrics.counter_from(f"tectra_demo_{field}", what, tally.reader(field))
         register_ring_metrics(shell.metrics, lambda: [ring])
         shell.details["ring"] = lambda: name
         shell.ready(f"consuming ring {name}")
