@@ -87,22 +87,31 @@ int64_t tr_peek(tr_ring_t *r, uint64_t max, uint64_t *slot);
 int64_t tr_release(tr_ring_t *r, uint64_t n);
 """
 
-ffibuilder = cffi.FFI()
-ffibuilder.cdef(CDEF)
-ffibuilder.set_source(
-    "tectra._ring",
-    '#include "ring.h"',
-    sources=[str(HERE / "ring.c")],
-    include_dirs=[str(HERE)],
-    depends=[str(HERE / "ring.h")],
-    extra_compile_args=["-O3", "-std=c11", "-D_GNU_SOURCE"],
-)
+
+def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
+    """setuptools insists on source paths relative to setup.py, while cffi's own compile()
+    changes directory and so needs absolute ones: the caller says which it is."""
+    where = Path("csrc") if paths_relative_to_repo else HERE
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source(
+        "tectra._ring",
+        '#include "ring.h"',
+        sources=[str(where / "ring.c")],
+        include_dirs=[str(where)],
+        depends=[str(where / "ring.h")],
+        extra_compile_args=["-O3", "-std=c11", "-D_GNU_SOURCE"],
+    )
+    return builder
+
+
+ffibuilder = make_builder(paths_relative_to_repo=True)
 
 
 def build_in_place() -> Path:
     """Compile into a scratch directory and copy only the .so into tectra/ (no stray .c/.o)."""
     with tempfile.TemporaryDirectory(prefix="tectra-ring-build-") as tmp:
-        built = Path(ffibuilder.compile(tmpdir=tmp))
+        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
         target = REPO / "tectra" / built.name
         shutil.copy2(built, target)
     return target
