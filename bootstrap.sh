@@ -71,7 +71,7 @@ src_hash=$(cat pyproject.toml setup.py csrc/*.c csrc/*.h csrc/*.py tectra/mgmt/v
   | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMPS/package" 2>/dev/null || true)" != "$src_hash" ]; then
   say "installing build requirements and the tectra package (editable, extension built)"
-  "$VENV/bin/pip" install -q "setuptools>=68" wheel "cffi>=1.16" "grpcio-tools>=1.60"
+  "$VENV/bin/pip" install -q "setuptools>=77" wheel "cffi>=1.16" "grpcio-tools>=1.60"
   # quickfix builds from source (~5 min) the first time; pip caches the wheel afterwards.
   "$VENV/bin/pip" install -q --no-build-isolation -e '.[dev,fix]'
   echo "$src_hash" > "$STAMPS/package"

@@ -57,10 +57,10 @@ def _consume(root: str, total: int, batch: int, result_conn: Connection) -> None
     expected = 0
     while got + lost < total:
         n, gap = ring.pop_into(out)
+        lost += gap  # a pop may report loss with no records: count it either way
+        expected += gap
         if n == 0:
             continue
-        lost += gap
-        expected += gap
         seqs = out["seq"]
         # Cheap per-batch integrity: first and last sequence must bracket a contiguous run.
         in_order &= int(seqs[0]) == expected and int(seqs[n - 1]) == expected + n - 1
