@@ -177,14 +177,6 @@ def run_demo(opts: DemoOptions) -> int:
             url = f"http://127.0.0.1:{ports[role]}"
             say(f"  {role:9s} READY  metrics {url}/metrics  health {url}/health/ready")
         say("")
-        say(
-            subprocess.run(
-                [sys.executable, "-m", "tectra.mgmt.ctl", "--config", str(config), "status"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout
-        )
         started = last = time.monotonic()
         prev = {
             "pub": scrape(ports["publisher"]).get("tectra_demo_published_records_total", 0.0),
@@ -200,6 +192,15 @@ def run_demo(opts: DemoOptions) -> int:
                 "con": con.get("tectra_demo_received_total", 0.0),
             }
             last = now
+        say("")
+        say(
+            subprocess.run(
+                [sys.executable, "-m", "tectra.mgmt.ctl", "--config", str(config), "status"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+        )
         codes = appliance.stop()
         summary = json.loads((workdir / "demo" / "consumer-summary.json").read_text())
         published = json.loads((workdir / "demo" / "publisher-summary.json").read_text())
