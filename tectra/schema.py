@@ -43,6 +43,7 @@ __all__ = [
     "EXECUTION_REPORT",
     "HEADER_DTYPE",
     "HEADER_SIZE",
+    "ITCH_EVENT",
     "KILL_ACK",
     "KILL_COMMAND",
     "LAYOUTS",
@@ -102,7 +103,7 @@ __all__ = [
 # Versions and conventions
 # --------------------------------------------------------------------------------------------
 
-SCHEMA_VERSION: Final[int] = 1
+SCHEMA_VERSION: Final[int] = 2
 """Version of the whole set of layouts and codes. Bump it whenever any layout's version is bumped,
 a layout is added or removed, or an enum value is renumbered or removed. Journals store it in
 their segment header."""
@@ -747,6 +748,42 @@ TRADE: Final[RecordLayout] = _layout(
     ),
 )
 
+ITCH_EVENT: Final[RecordLayout] = _layout(
+    "ITCH_EVENT",
+    type_id=0x0013,
+    version=1,
+    itemsize=128,
+    doc="One decoded ITCH 5.0 message: the fields the book needs, normalised, plus the raw "
+    "message bytes so every field of every message type stays available (adapters.itch views "
+    "`raw` through per-type wire dtypes). Header seq = MoldUDP64 sequence number of the "
+    "message; header ts_ns = receive time (CLOCK_MONOTONIC) of its packet.",
+    body=(
+        F(
+            "msg_type",
+            "u1",
+            24,
+            "ITCH message type, ASCII ('A', 'F', 'E', 'C', 'X', 'D', 'U', ...)",
+        ),
+        F("side", "u1", 25, "Buy/sell indicator of A/F/P ('B'/'S'); 0 when the type has none"),
+        F(
+            "aux",
+            "u1",
+            26,
+            "Type-specific code: printable (C), cross type (Q), event code (S), "
+            "trading state (H), 0 otherwise",
+        ),
+        F("raw_len", "u1", 27, "Length of the ITCH message in bytes (as framed on the wire)"),
+        F("stock_locate", "<u2", 28, "ITCH stock locate code (the feed's instrument id)"),
+        F("tracking", "<u2", 30, "ITCH tracking number"),
+        F("exch_ts_ns", "<i8", 32, "ITCH timestamp: ns since midnight (6 bytes on the wire)"),
+        F("order_ref", "<u8", 40, "Order reference number (A/F/E/C/X/D/U original, P/B: 0)"),
+        F("ref2", "<u8", 48, "U: new order reference; E/C/P/Q/B: match number; else 0"),
+        F("shares", "<u8", 56, "Shares: A/F/P/Q shares, E/C executed, X cancelled, U new size"),
+        F("price", "<i8", 64, "Price, 1e-4 units: A/F/U/P/Q price, C execution price; else 0"),
+        F("raw", "S56", 72, "The ITCH message bytes (big-endian, as on the wire), NUL-padded"),
+    ),
+)
+
 ORDER_REQUEST: Final[RecordLayout] = _layout(
     "ORDER_REQUEST",
     type_id=0x0020,
@@ -896,6 +933,7 @@ LAYOUTS: Final[Mapping[str, RecordLayout]] = build_registry(
         TICK,
         BOOK_UPDATE,
         TRADE,
+        ITCH_EVENT,
         ORDER_REQUEST,
         RISK_VERDICT,
         EXECUTION_REPORT,
