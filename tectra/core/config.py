@@ -208,6 +208,28 @@ def _power_of_two(lo: int, hi: int) -> Parser:
     return parse
 
 
+def _bool(value: object, key: str, _ctx: _Context) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _optional_ip(value: object, key: str, _ctx: _Context) -> str:
+    """An IP address, or "" for none."""
+    s = _string(value, key)
+    if s:
+        try:
+            ipaddress.ip_address(s)
+        except ValueError:
+            raise ConfigError(key, value, "expected an IP address or an empty string") from None
+    return s
+
+
+def _optional_name(value: object, key: str, ctx: _Context) -> str:
+    """A name of [A-Za-z0-9_-], or "" for none (e.g. no network namespace)."""
+    return _name(value, key, ctx) if value != "" else ""
+
+
 def _identifier(value: object, key: str, _ctx: _Context) -> str:
     s = _string(value, key)
     if not (s.isidentifier() and s.isascii()):
@@ -322,6 +344,113 @@ class RingConfig:
     )
 
 
+FEED_IO_PATHS: Final = ("auto", "xdp", "uring", "socket")
+XDP_MODES: Final = ("auto", "native", "generic")
+FSYNC_POLICIES: Final = ("always", "batch", "none")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedConfig:
+    """``[feed]``: the market-data feed handler (``tectra run feed``)."""
+
+    io: str = setting(
+        "auto",
+        doc="Receive path: xdp (AF_XDP behind an XDP steering program), uring (io_uring batched "
+        "recv), socket (recvmmsg), or auto (the first that works, in that order).",
+        parse=_choice(*FEED_IO_PATHS),
+    )
+    interface: str = setting(
+        "lo", doc="Network interface the venue's feed arrives on.", parse=_name
+    )
+    netns: str = setting(
+        "",
+        doc="Network namespace of the interface; empty = the process's own.",
+        parse=_optional_name,
+    )
+    bind_address: str = setting(
+        "0.0.0.0", doc="Local address the socket paths bind to.", parse=_optional_ip
+    )
+    udp_port: int = setting(
+        26400, doc="UDP destination port of the feed (MoldUDP64).", parse=_integer(1, 65535)
+    )
+    multicast_group: str = setting(
+        "", doc="Multicast group of the feed; empty = unicast.", parse=_optional_ip
+    )
+    retrans_host: str = setting(
+        "127.0.0.1",
+        doc="Address of the venue's MoldUDP64 retransmission request server.",
+        parse=_optional_ip,
+    )
+    retrans_port: int = setting(
+        26401, doc="UDP port of the retransmission request server.", parse=_integer(1, 65535)
+    )
+    retrans_timeout_s: float = setting(
+        0.05, doc="How long to wait for a retransmission before asking again.", parse=_seconds
+    )
+    retrans_max_retries: int = setting(
+        5,
+        doc="Requests per gap before the gap is declared lost (feed goes DEGRADED).",
+        parse=_integer(0, 1000),
+    )
+    xdp_mode: str = setting(
+        "auto",
+        doc="XDP attach mode: native (driver), generic (skb), or auto (native, then "
+        "generic); the mode actually attached is logged and exported.",
+        parse=_choice(*XDP_MODES),
+    )
+    busy_poll: bool = setting(False, doc="AF_XDP busy polling (SO_BUSY_POLL).", parse=_bool)
+    batch: int = setting(64, doc="Frames per receive batch.", parse=_integer(1, 4096))
+    umem_frames: int = setting(
+        4096, doc="AF_XDP UMEM frames (power of two).", parse=_power_of_two(64, 1 << 20)
+    )
+    frame_size: int = setting(
+        2048, doc="AF_XDP UMEM frame size in bytes (2048 or 4096).", parse=_integer(2048, 4096)
+    )
+    md_ring: str = setting(
+        "md",
+        doc="Ring (a [rings.NAME] table) the feed publishes BookUpdate/Tick/Trade on.",
+        parse=_identifier,
+    )
+    refs_table: str = setting(
+        "refs",
+        doc="Shared-memory top-of-book reference table (shm_root/NAME) for risk.",
+        parse=_name,
+    )
+    stale_after_s: float = setting(
+        5.0,
+        doc="An instrument with no update for this long is stale (risk rejects on it).",
+        parse=_seconds,
+    )
+    snapshot_interval_s: float = setting(
+        10.0, doc="Seconds between durable book snapshots; 0 disables.", parse=_seconds
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalConfig:
+    """``[journal]``: append-only checksummed journal segments (``tectra run journal``)."""
+
+    ring: str = setting(
+        "journal",
+        doc="Ring (a [rings.NAME] table) producers hand journal records to.",
+        parse=_identifier,
+    )
+    segment_max_bytes: int = setting(
+        64 << 20, doc="Rotate a segment when it reaches this size.", parse=_integer(4096)
+    )
+    segment_max_age_s: float = setting(
+        3600.0, doc="Rotate a segment when it is this old; 0 = size only.", parse=_seconds
+    )
+    fsync: str = setting(
+        "batch",
+        doc="Durability: always (fsync before an append is acknowledged), batch "
+        "(fsync every batch_interval_s), none (page cache; survives a process crash, not a "
+        "power loss).",
+        parse=_choice(*FSYNC_POLICIES),
+    )
+    batch_interval_s: float = setting(0.01, doc="fsync period under fsync = batch.", parse=_seconds)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoConfig:
     """``[demo]``: the ring demo's publisher and consumer roles (``make demo``)."""
@@ -413,6 +542,8 @@ class TectraConfig:
     rings: Mapping[str, RingConfig] = named_sections(
         RingConfig, doc="One table per shared-memory ring.", what="ring"
     )
+    feed: FeedConfig = section(FeedConfig, doc="Market-data feed handler.")  # noqa: RUF009
+    journal: JournalConfig = section(JournalConfig, doc="Journal writer.")  # noqa: RUF009
     demo: DemoConfig = section(DemoConfig, doc="The ring demo's publisher and consumer.")  # noqa: RUF009
     # Where this config came from (for error messages); not a TOML key (no parser).
     source: str = field(default="<defaults>", compare=False)
