@@ -41,7 +41,10 @@ class BuildPyWithGrpc(build_py):
         super().run()
 
 
+# Every csrc/*_build.py defines a module-level cffi `ffibuilder` (one C shim per concept).
+CFFI_BUILDERS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("csrc/*_build.py"))
+
 setup(
-    cffi_modules=["csrc/ring_build.py:ffibuilder"],
+    cffi_modules=[f"{builder}:ffibuilder" for builder in CFFI_BUILDERS],
     cmdclass={"build_py": BuildPyWithGrpc},
 )
