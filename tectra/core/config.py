@@ -408,7 +408,8 @@ class FeedConfig:
     )
     md_ring: str = setting(
         "md",
-        doc="Ring (a [rings.NAME] table) the feed publishes BookUpdate/Tick/Trade on.",
+        doc="Prefix of the feed's output rings: PREFIX-book (BOOK_UPDATE), PREFIX-tick "
+        "(TICK), PREFIX-trade (TRADE), each a [rings.NAME] table.",
         parse=_identifier,
     )
     refs_table: str = setting(

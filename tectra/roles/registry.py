@@ -14,11 +14,17 @@ from tectra.core.config import TectraConfig
 
 RoleEntry = Callable[[TectraConfig], int]
 
-PLANNED_ROLES: Final = ("feed", "gateway", "kill", "journal", "mgmtd")
+PLANNED_ROLES: Final = ("gateway", "kill", "journal", "mgmtd")
 
 
 class UnknownRoleError(LookupError):
     """The named role does not exist or is not part of this build."""
+
+
+def _feed(config: TectraConfig) -> int:
+    from tectra.feed.service import run_feed
+
+    return run_feed(config)
 
 
 def _publisher(config: TectraConfig) -> int:
@@ -34,6 +40,7 @@ def _consumer(config: TectraConfig) -> int:
 
 
 ROLES: Final[dict[str, RoleEntry]] = {
+    "feed": _feed,
     "publisher": _publisher,
     "consumer": _consumer,
 }

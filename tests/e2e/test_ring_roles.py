@@ -148,9 +148,9 @@ def test_unknown_and_unbuilt_roles_are_refused_with_exit_2(tmp_path: Path, shm_r
     nope = subprocess.run(
         [*TECTRA, "run", "nope", "--config", str(config)], capture_output=True, text=True
     )
-    assert nope.returncode == 2 and "available: consumer, publisher" in nope.stderr
+    assert nope.returncode == 2 and "available: consumer, feed, publisher" in nope.stderr
     feed = subprocess.run(
-        [*TECTRA, "run", "feed", "--config", str(config)], capture_output=True, text=True
+        [*TECTRA, "run", "gateway", "--config", str(config)], capture_output=True, text=True
     )
     assert feed.returncode == 2 and "not in this build yet" in feed.stderr
 
