@@ -31,7 +31,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from tectra.demo import DemoOptions, run_demo
 
     return run_demo(
-        DemoOptions(seconds=args.seconds, rate=args.rate, batch=args.batch, json_out=args.json)
+        DemoOptions(
+            seconds=args.seconds,
+            rate=args.rate,
+            batch=args.batch,
+            json_out=args.json,
+            feed_seconds=args.feed_seconds,
+            feed_rate=args.feed_rate,
+            stages=tuple(args.stage or ("ring", "feed")),
+        )
     )
 
 
@@ -51,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run the appliance end to end on this host")
-    demo.add_argument("--seconds", type=float, default=10.0, help="how long to run")
-    demo.add_argument("--rate", type=int, default=1_000_000, help="records/s (0 = flat out)")
-    demo.add_argument("--batch", type=int, default=256, help="records per push")
+    demo.add_argument("--stage", action="append", choices=("ring", "feed"), help="repeatable")
+    demo.add_argument("--seconds", type=float, default=5.0, help="ring stage length")
+    demo.add_argument("--rate", type=int, default=1_000_000, help="ring records/s (0: flat out)")
+    demo.add_argument("--batch", type=int, default=256, help="ring records per push")
+    demo.add_argument("--feed-seconds", type=float, default=10.0, help="feed stage length")
+    demo.add_argument("--feed-rate", type=int, default=200_000, help="venue ITCH messages/s")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)
 

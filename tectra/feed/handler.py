@@ -93,11 +93,7 @@ class FeedHandler:
             more = book.apply(events[done:])
             parts.append((more.updates.copy(), more.ticks.copy(), more.trades.copy()))
             done += more.consumed
-        return (
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]),
-        )
+        return tuple(_join([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
 
     def _observe(self, out: SessionOutput, ticks: Records) -> None:
         if ticks.size:
@@ -110,6 +106,14 @@ class FeedHandler:
         if filled != self._resends_seen:
             self.quality.record_session(SessionEvent.RESENDS, filled - self._resends_seen)
             self._resends_seen = filled
+
+
+def _join(arrays: list[Records]) -> Records:
+    """Concatenate record arrays keeping the schema dtype exactly (np.concatenate alone may
+    drop the padding of an aligned layout, and rings refuse any other dtype)."""
+    out = np.empty(sum(a.size for a in arrays), dtype=arrays[0].dtype)
+    np.concatenate(arrays, out=out)
+    return out
 
 
 def _as_mold(packets: PacketBatch | MoldPackets) -> MoldPackets:

@@ -263,7 +263,15 @@ def test_non_power_of_two_capacity_is_rejected(n: int) -> None:
 def test_every_key_is_documented() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
     keys = config_keys()
-    assert {k.key.split(".")[0] for k in keys} == {"appliance", "metrics", "roles", "rings", "feed", "journal", "demo"}
+    assert {k.key.split(".")[0] for k in keys} == {
+        "appliance",
+        "metrics",
+        "roles",
+        "rings",
+        "feed",
+        "journal",
+        "demo",
+    }
     missing = [k.key for k in keys if f"`{k.key}`" not in doc]
     assert not missing, f"undocumented config keys: {missing}"
     assert all(k.doc for k in keys)

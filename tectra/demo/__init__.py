@@ -32,10 +32,13 @@ READY_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True)
 class DemoOptions:
-    seconds: float = 10.0
+    seconds: float = 5.0  # ring stage
     rate: int = 1_000_000
     batch: int = 256
     json_out: bool = False
+    feed_seconds: float = 10.0  # feed stage
+    feed_rate: int = 200_000  # ITCH messages/s from the venue simulator
+    stages: tuple[str, ...] = ("ring", "feed")
 
 
 def _free_port() -> int:
@@ -85,16 +88,17 @@ def _micro(seconds: float) -> str:
     return f"{seconds * 1e6:7.1f}µs"
 
 
-class _Appliance:
-    """The role processes of one demo run, and their logs."""
+class Appliance:
+    """The role processes of one demo stage (started in order, stopped in reverse), and logs."""
 
-    def __init__(self, config: Path, workdir: Path) -> None:
+    def __init__(self, config: Path, workdir: Path, roles: tuple[str, ...] = ROLES) -> None:
         self.config = config
         self.workdir = workdir
+        self.roles = roles
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
-        for role in ROLES:
+        for role in self.roles:
             log = (self.workdir / f"{role}.log").open("wb")
             self.procs[role] = subprocess.Popen(
                 [sys.executable, "-m", "tectra", "run", role, "--config", str(self.config)],
@@ -104,7 +108,7 @@ class _Appliance:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = set(ROLES)
+        pending = set(self.roles)
         while pending:
             for role in sorted(pending):
                 if self.procs[role].poll() is not None:
@@ -122,7 +126,7 @@ class _Appliance:
     def stop(self) -> dict[str, int | None]:
         """Stop upstream first (publisher), so the consumer can drain what is left."""
         codes: dict[str, int | None] = {}
-        for role in reversed(ROLES):
+        for role in reversed(self.roles):
             proc = self.procs.get(role)
             if proc is None:
                 continue
@@ -158,15 +162,38 @@ def _live_line(
 
 
 def run_demo(opts: DemoOptions) -> int:
+    """Every stage in turn; exit 0 only when every stage's own checks passed."""
+    summaries: dict[str, dict[str, Any]] = {}
+    if "ring" in opts.stages:
+        summaries["ring"] = run_ring_stage(opts)
+    if "feed" in opts.stages:
+        from tectra.demo.feed import run_feed_stage
+
+        summaries["feed"] = run_feed_stage(opts)
+    ok = bool(summaries) and all(s.get("ok") for s in summaries.values())
+    if opts.json_out:
+        print(json.dumps({**summaries, "ok": ok}))
+    else:
+        print(
+            f"\nDemo {'OK' if ok else 'FAILED'}: "
+            + ", ".join(
+                f"{name} {'ok' if s.get('ok') else 'FAILED'}" for name, s in summaries.items()
+            )
+        )
+    return 0 if ok else 1
+
+
+def run_ring_stage(opts: DemoOptions) -> dict[str, Any]:
+    """Publisher → shm ring → consumer, live figures, a reconciling summary."""
     workdir = Path(tempfile.mkdtemp(prefix="tectra-demo-"))
     shm_root = (
         Path("/dev/shm") if Path("/dev/shm").is_dir() else workdir
     ) / f"tectra-demo-{os.getpid()}"
     config, ports = write_demo_config(workdir, shm_root, opts)
-    appliance = _Appliance(config, workdir)
+    appliance = Appliance(config, workdir)
     say = (lambda *a: None) if opts.json_out else print
-    say("Tectra demo: publisher → shm ring 'demo' (SPSC, overwrite, 65536 × 64 B) → consumer")
-    say(f"  I/O path: shared memory under {shm_root} (the feed's XDP path arrives with the feed)")
+    say("Stage 1 — rings: publisher → shm ring 'demo' (SPSC, overwrite, 65536 × 64 B) → consumer")
+    say(f"  I/O path: shared memory under {shm_root}")
     say(f"  rate {opts.rate:,} records/s in batches of {opts.batch}; running {opts.seconds:g}s")
     ok = False
     summary: dict[str, Any] = {}
@@ -222,12 +249,10 @@ def run_demo(opts: DemoOptions) -> int:
             print(f"--- {role} log ---\n{appliance.log_tail(role)}", file=sys.stderr)
     finally:
         shutil.rmtree(shm_root, ignore_errors=True)
-    if opts.json_out:
-        print(json.dumps(summary))
-    elif summary:
+    if summary and not opts.json_out:
         lat = summary["latency_ns"]
         print(
-            "\nSummary\n"
+            "\nRing stage summary\n"
             f"  published {summary['published']:,}  received {summary['received']:,}"
             f"  lost to overrun {summary['lost']:,} (counted exactly by the ring)\n"
             f"  checksum errors {summary['checksum_errors']}"
@@ -237,4 +262,5 @@ def run_demo(opts: DemoOptions) -> int:
             f"  roles exited {summary['exit_codes']}; logs and lifecycle journals in {workdir}\n"
             f"  result: {'OK' if ok else 'FAILED'}"
         )
-    return 0 if ok else 1
+    summary["ok"] = ok
+    return summary
