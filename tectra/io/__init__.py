@@ -1,1 +1,2 @@
-"""I/O wrappers over the C shims: shared-memory rings (and later AF_XDP, io_uring)."""
+"""I/O wrappers over the C shims: shared-memory rings, XDP steering, AF_XDP, io_uring and
+recvmmsg receive paths, network namespaces."""

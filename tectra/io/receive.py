@@ -528,6 +528,7 @@ class XdpReceiver(_BatchReceiver):
         self.port = port
         self._socks: list[Any] = []
         self._umems: list[mmap.mmap] = []
+        self._umem_views: list[Any] = []  # cdata over _umems; released before they close
         self._membership: nl.MulticastMembership | None = None
         self._owns_steering = steering is None
         self._steering: FeedSteering | None = None
@@ -569,6 +570,7 @@ class XdpReceiver(_BatchReceiver):
                         # Anonymous mmap: page-aligned, as the kernel requires of a UMEM.
                         self._umems.append(mmap.mmap(-1, umem_len))
                         area = ffi.from_buffer(self._umems[-1])
+                        self._umem_views.append(area)
                     out = ffi.new("tx_xsk_t **")
                     rc = lib.tx_xsk_open(out, interface.encode(), queue, area, umem_len, cfg)
                     if rc < 0:
@@ -674,6 +676,9 @@ class XdpReceiver(_BatchReceiver):
             for sock in self._socks:
                 self._lib.tx_xsk_close(sock)
             self._socks = []
+            for view in self._umem_views:
+                self._ffi.release(view)
+            self._umem_views = []
             for area in self._umems:
                 area.close()
             self._umems = []
