@@ -206,6 +206,9 @@ def run_feed(config: TectraConfig) -> int:
                 if snapshots is not None and handler.book is not None:
                     snapshots.maybe_write(handler.book, written_ns=now)
         finally:
+            if snapshots is not None and handler.book is not None:
+                # A clean stop leaves the freshest warm-start point there can be.
+                snapshots.write(handler.book, written_ns=monotonic_ns())
             requests.close()
             receiver.close()
             refs.close()
