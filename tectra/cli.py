@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a config file")
     check.add_argument("path", type=Path, nargs="?", default=None)
     check.set_defaults(func=_cmd_config_check)
+
+    from tectra.journal.cli import add_journal_commands
+
+    add_journal_commands(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ from tectra.core.config import TectraConfig
 
 RoleEntry = Callable[[TectraConfig], int]
 
-PLANNED_ROLES: Final = ("gateway", "kill", "journal", "mgmtd")
+PLANNED_ROLES: Final = ("gateway", "kill", "mgmtd")
 
 
 class UnknownRoleError(LookupError):
@@ -25,6 +25,12 @@ def _feed(config: TectraConfig) -> int:
     from tectra.feed.service import run_feed
 
     return run_feed(config)
+
+
+def _journal(config: TectraConfig) -> int:
+    from tectra.journal.service import run_journal
+
+    return run_journal(config)
 
 
 def _publisher(config: TectraConfig) -> int:
@@ -41,6 +47,7 @@ def _consumer(config: TectraConfig) -> int:
 
 ROLES: Final[dict[str, RoleEntry]] = {
     "feed": _feed,
+    "journal": _journal,
     "publisher": _publisher,
     "consumer": _consumer,
 }

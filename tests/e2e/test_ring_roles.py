@@ -148,7 +148,7 @@ def test_unknown_and_unbuilt_roles_are_refused_with_exit_2(tmp_path: Path, shm_r
     nope = subprocess.run(
         [*TECTRA, "run", "nope", "--config", str(config)], capture_output=True, text=True
     )
-    assert nope.returncode == 2 and "available: consumer, feed, publisher" in nope.stderr
+    assert nope.returncode == 2 and "available: consumer, feed, journal, publisher" in nope.stderr
     feed = subprocess.run(
         [*TECTRA, "run", "gateway", "--config", str(config)], capture_output=True, text=True
     )
