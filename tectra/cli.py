@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=int, default=1_000_000, help="ring records/s (0: flat out)")
     demo.add_argument("--batch", type=int, default=256, help="ring records per push")
     demo.add_argument("--feed-seconds", type=float, default=10.0, help="feed stage length")
-    demo.add_argument("--feed-rate", type=int, default=200_000, help="venue ITCH messages/s")
+    demo.add_argument("--feed-rate", type=int, default=100_000, help="venue ITCH messages/s")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)
 

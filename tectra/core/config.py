@@ -425,6 +425,12 @@ class FeedConfig:
     snapshot_interval_s: float = setting(
         10.0, doc="Seconds between durable book snapshots; 0 disables.", parse=_seconds
     )
+    capture: bool = setting(
+        False,
+        doc="Journal every receive batch (raw packets) and the records it produced under "
+        "STATE_DIR/journal/feed, for exact replay (`tectra journal replay`).",
+        parse=_bool,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,7 +37,7 @@ class DemoOptions:
     batch: int = 256
     json_out: bool = False
     feed_seconds: float = 10.0  # feed stage
-    feed_rate: int = 200_000  # ITCH messages/s from the venue simulator
+    feed_rate: int = 100_000  # ITCH messages/s from the venue simulator
     stages: tuple[str, ...] = ("ring", "feed")
 
 

@@ -64,7 +64,7 @@ def _config_text(workdir: Path, shm_root: Path, topo: VethTopology | None, port:
         f"[roles.feed]\ncpus = {feed_cpu}\nmetrics_port = {port}\nwatchdog_s = 10.0\n"
         "warmup_ticks = 10000\n\n"
         f"[feed]\n{where}udp_port = {FEED_PORT}\nretrans_port = {RETRANS_PORT}\n"
-        'md_ring = "md"\nrefs_table = "refs"\nsnapshot_interval_s = 5.0\n\n'
+        'md_ring = "md"\nrefs_table = "refs"\nsnapshot_interval_s = 5.0\ncapture = true\n\n'
         f"{rings}"
     )
 
@@ -203,11 +203,14 @@ def run_feed_stage(opts: DemoOptions) -> dict[str, Any]:
                 recv_to_book_p99_us=round(metrics.get(LATENCY + "0.99}", 0) * 1e6, 1),
                 exit_codes=codes,
             )
+            summary.update(_replay_capture(workdir / "journal" / "feed", say))
             summary["ok"] = bool(
                 sent
                 and summary["delivered"] == sent[0]
                 and summary["lost"] == 0
                 and all(code == 0 for code in codes.values())
+                and summary["journal_verified"]
+                and summary["replay_divergences"] == 0
             )
         except (RuntimeError, OSError, ValueError) as exc:
             appliance.stop()
@@ -230,6 +233,37 @@ def run_feed_stage(opts: DemoOptions) -> dict[str, Any]:
             f"  result: {'OK' if summary['ok'] else 'FAILED'}"
         )
     return summary
+
+
+def _replay_capture(journal_dir: Path, say: Any) -> dict[str, Any]:
+    """Verify the feed's capture, replay it instantly through a fresh FeedComponent and diff."""
+    from tectra.feed.component import FeedComponent
+    from tectra.journal.manifest import load_manifest
+    from tectra.journal.replay import replay_journal
+    from tectra.journal.verify import verify_journal
+
+    verified = verify_journal(journal_dir)
+    report = replay_journal(journal_dir, FeedComponent())
+    manifest = load_manifest(journal_dir)
+    roots = [s.merkle_root for s in manifest.segments] if manifest else []
+    say("\nCapture and replay")
+    say(
+        f"  journal {journal_dir}: {len(roots)} segment(s), verify "
+        f"{'OK' if verified.ok else 'FAILED: ' + str(verified.errors()[:3])}"
+    )
+    for i, root in enumerate(roots):
+        say(f"  segment {i} Merkle root {root}")
+    if manifest is not None:
+        say(f"  journal root {manifest.journal_root}")
+    say("  " + report.format_text().replace("\n", "\n  "))
+    return {
+        "journal_verified": verified.ok,
+        "journal_root": manifest.journal_root if manifest else None,
+        "segment_merkle_roots": roots,
+        "replay_steps": report.steps,
+        "replay_outputs": report.actual_outputs,
+        "replay_divergences": report.divergences,
+    }
 
 
 def _attach_refs(shm_root: Path) -> RefTable | None:

@@ -72,8 +72,19 @@ class FeedHandler:
     def step(self, packets: PacketBatch | MoldPackets, now_ns: int) -> FeedStep:
         """Sequence, decode and apply one receive batch (or an empty one at a deadline)."""
         out = self.session.step(_as_mold(packets), now_ns)
-        blocks = out.blocks()
-        events = self.decoder.decode_blocks(out.data, *blocks) if out.count else _NO_EVENTS
+        if out.count:
+            blocks = out.blocks()
+            # Offsets and lengths into out.data are never negative: handing them over as the
+            # decoder's uint64 (a view, no copy) spares it a checked conversion.
+            events = self.decoder.decode_blocks(
+                out.data,
+                _u64(blocks.offsets),
+                _u64(blocks.lengths),
+                blocks.first_seqs,
+                blocks.recv_ns,
+            )
+        else:
+            events = _NO_EVENTS
         updates, ticks, trades = self._apply(events)
         self._observe(out, ticks)
         return FeedStep(events, updates, ticks, trades, out)
@@ -111,9 +122,13 @@ class FeedHandler:
 def _join(arrays: list[Records]) -> Records:
     """Concatenate record arrays keeping the schema dtype exactly (np.concatenate alone may
     drop the padding of an aligned layout, and rings refuse any other dtype)."""
-    out = np.empty(sum(a.size for a in arrays), dtype=arrays[0].dtype)
+    out = np.zeros(sum(a.size for a in arrays), dtype=arrays[0].dtype)  # zeroed padding
     np.concatenate(arrays, out=out)
     return out
+
+
+def _u64(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    return values.view(np.uint64) if values.dtype == np.int64 else values.astype(np.uint64)
 
 
 def _as_mold(packets: PacketBatch | MoldPackets) -> MoldPackets:

@@ -14,17 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from adapters.moldudp64 import PacketBatch as MoldPackets
 from adapters.moldudp64 import SessionConfig
 from tectra.core.clock import monotonic_ns
 from tectra.core.config import TectraConfig
+from tectra.feed.component import FeedComponent, packets_to_opaque
 from tectra.feed.handler import FeedHandler, FeedLimits, FeedStep
 from tectra.feed.refs import RefTable
 from tectra.feed.snapshot import SnapshotWriter, warm_start
 from tectra.io.netns import in_namespace
-from tectra.io.receive import Receiver, open_receiver
+from tectra.io.receive import PacketBatch, Receiver, open_receiver
 from tectra.io.ring_metrics import register_ring_metrics
 from tectra.io.shm import RingKind, RingPolicy, ShmRing
+from tectra.journal.capture import Recorder
+from tectra.journal.writer import JournalWriter, WriterOptions
 from tectra.roles.shell import RoleShell
 from tectra.schema import LAYOUTS, LifecycleState
 
@@ -109,7 +114,8 @@ def _open_receiver(config: TectraConfig) -> Receiver:
 
 class FeedLoop:
     """One turn of the feed: receive a batch, step it, fetch retransmissions and step them,
-    send the session's requests. The role and the kernel tests both drive the feed with it."""
+    send the session's requests. The role and the kernel tests both drive the feed with it.
+    With a `recorder` (capture on) every step goes through the journal's Recorder instead."""
 
     def __init__(
         self,
@@ -117,7 +123,9 @@ class FeedLoop:
         receiver: Receiver,
         requests: socket.socket,
         retrans_to: tuple[str, int],
+        recorder: Recorder | None = None,
     ) -> None:
+        self.recorder = recorder
         self.handler = handler
         self.receiver = receiver
         self.requests = requests
@@ -129,18 +137,33 @@ class FeedLoop:
     def poll(self, max_packets: int, timeout_ns: int) -> list[FeedStep]:
         batch = self.receiver.receive(max_packets, timeout_ns)
         now = monotonic_ns()
-        steps = [self.handler.step(batch, now)]
+        steps = [self._step(batch, now)]
         if len(batch):
             self.packets += len(batch)
             self.last_packet_ns = now
         retrans = _drain_retransmissions(self.requests, now)
         if retrans is not None:
             self.retrans_packets += len(retrans)
-            steps.append(self.handler.step(retrans, now))
+            steps.append(self._step(retrans, now))
         for step in steps:
             for request in step.session.requests_bytes():
                 self.requests.sendto(request, self.retrans_to)
         return steps
+
+    def _step(self, packets: PacketBatch | MoldPackets, now_ns: int) -> FeedStep:
+        if self.recorder is None:
+            return self.handler.step(packets, now_ns)
+        if isinstance(packets, MoldPackets):
+            packets = PacketBatch(
+                packets.buf,
+                packets.offsets.astype(np.uint32),
+                packets.lengths.astype(np.uint32),
+                np.full(len(packets), now_ns, dtype=np.int64),
+            )
+        self.recorder.step(packets_to_opaque(packets), now_ns)
+        component = self.recorder.component
+        assert isinstance(component, FeedComponent) and component.last_step is not None
+        return component.last_step
 
 
 def run_feed(config: TectraConfig) -> int:
@@ -150,15 +173,27 @@ def run_feed(config: TectraConfig) -> int:
     limits = FeedLimits()
     restored = warm_start(snapshot_dir, output_capacity=limits.output_capacity)
     start_seq = restored[1].last_seq + 1 if restored else 1
-    handler = FeedHandler(
-        limits=limits,
-        session_config=SessionConfig(
+    component = FeedComponent(
+        limits,
+        SessionConfig(
             request_timeout_ns=int(feed.retrans_timeout_s * 1e9),
             max_retries=feed.retrans_max_retries,
             start_seq=start_seq,
         ),
         book=restored[0] if restored else None,
     )
+    handler = component.handler
+    journal = (
+        JournalWriter(
+            state_dir.parent / "journal" / "feed",
+            WriterOptions.from_config(
+                config.journal, journal="feed", component=int(component.component_id)
+            ),
+        )
+        if feed.capture
+        else None
+    )
+    recorder = Recorder(component, journal, batch_frames=True) if journal is not None else None
     receiver = _open_receiver(config)
     with RoleShell("feed", config, io_path=receiver.io_path) as shell:
         shell.lifecycle.transition(LifecycleState.WARMUP, "warming the decode and book path")
@@ -179,7 +214,10 @@ def run_feed(config: TectraConfig) -> int:
         )
         totals = FeedTotals()
         edges = FeedEdges(rings, refs, totals)
-        loop = FeedLoop(handler, receiver, requests, (feed.retrans_host, feed.retrans_port))
+        loop = FeedLoop(
+            handler, receiver, requests, (feed.retrans_host, feed.retrans_port), recorder
+        )
+        shell.details["capture"] = lambda: "on" if recorder is not None else "off"
         latency = shell.metrics.latency_histogram(
             "tectra_feed_recv_to_book_latency",
             "Packet seen by the receive path to its book outputs ready, per message.",
@@ -211,6 +249,8 @@ def run_feed(config: TectraConfig) -> int:
                 snapshots.write(handler.book, written_ns=monotonic_ns())
             requests.close()
             receiver.close()
+            if journal is not None:
+                journal.close()
             refs.close()
             for ring in rings.values():
                 ring.close()

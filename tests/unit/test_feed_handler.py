@@ -50,3 +50,23 @@ def test_empty_step_at_a_deadline_is_harmless() -> None:
     handler = FeedHandler(limits=FeedLimits(max_instruments=16, max_orders=1024))
     step = handler.step(PacketBatch.empty(), 5)
     assert step.events.size == step.updates.size == step.ticks.size == step.trades.size == 0
+
+
+def test_outputs_are_bit_identical_across_runs_even_when_joined() -> None:
+    # Replay compares raw bytes, padding included: a joined burst must not carry garbage.
+    batch, _ = _packets(3_000)
+
+    def run() -> list[bytes]:
+        handler = FeedHandler(
+            limits=FeedLimits(max_instruments=64, max_orders=1 << 14, output_capacity=8)
+        )
+        out = []
+        for start in range(0, len(batch), 16):
+            part = PacketBatch(
+                batch.buf, batch.offsets[start : start + 16], batch.lengths[start : start + 16]
+            )
+            step = handler.step(part, 7)
+            out += [step.updates.tobytes(), step.ticks.tobytes(), step.trades.tobytes()]
+        return out
+
+    assert run() == run()
