@@ -7,14 +7,13 @@ adapters/itch.py loads the module lazily and checks `itch_event_t` against the I
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import cffi
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cffi_shim import build_in_place, shim_builder  # sibling module, not a package
 
 # The Python-visible part of csrc/itch.h (kept in step with it by hand: cffi parses no
 # preprocessor, and every struct here is checked against the compiled one by cffi itself).
@@ -84,33 +83,16 @@ int64_t itch_decode_blocks(const itch_header_t *hdr, const uint8_t *buf, uint64_
 
 
 def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
-    """setuptools insists on source paths relative to setup.py, while cffi's own compile()
-    changes directory and so needs absolute ones: the caller says which it is."""
-    where = Path("csrc") if paths_relative_to_repo else HERE
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(
+    return shim_builder(
         "tectra._itch",
-        '#include "itch.h"',
-        sources=[str(where / "itch.c")],
-        include_dirs=[str(where)],
-        depends=[str(where / "itch.h")],
-        extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra"],
+        CDEF,
+        source="itch.c",
+        header="itch.h",
+        relative=paths_relative_to_repo,
     )
-    return builder
 
 
 ffibuilder = make_builder(paths_relative_to_repo=True)
 
-
-def build_in_place() -> Path:
-    """Compile into a scratch directory and copy only the .so into tectra/ (no stray .c/.o)."""
-    with tempfile.TemporaryDirectory(prefix="tectra-itch-build-") as tmp:
-        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
-        target = REPO / "tectra" / built.name
-        shutil.copy2(built, target)
-    return target
-
-
 if __name__ == "__main__":
-    print(build_in_place())
+    print(build_in_place(make_builder))

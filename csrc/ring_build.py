@@ -6,14 +6,13 @@ compiles it. Running this file builds `tectra/_ring*.so` in place for developmen
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import cffi
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cffi_shim import build_in_place, shim_builder  # sibling module, not a package
 
 # The Python-visible part of csrc/ring.h. The header struct itself stays private to C (it has
 # _Atomic members); Python sees its offsets as constants and the handle only by size.
@@ -89,33 +88,17 @@ int64_t tr_release(tr_ring_t *r, uint64_t n);
 
 
 def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
-    """setuptools insists on source paths relative to setup.py, while cffi's own compile()
-    changes directory and so needs absolute ones: the caller says which it is."""
-    where = Path("csrc") if paths_relative_to_repo else HERE
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(
+    return shim_builder(
         "tectra._ring",
-        '#include "ring.h"',
-        sources=[str(where / "ring.c")],
-        include_dirs=[str(where)],
-        depends=[str(where / "ring.h")],
+        CDEF,
+        source="ring.c",
+        header="ring.h",
         extra_compile_args=["-O3", "-std=c11", "-D_GNU_SOURCE"],
+        relative=paths_relative_to_repo,
     )
-    return builder
 
 
 ffibuilder = make_builder(paths_relative_to_repo=True)
 
-
-def build_in_place() -> Path:
-    """Compile into a scratch directory and copy only the .so into tectra/ (no stray .c/.o)."""
-    with tempfile.TemporaryDirectory(prefix="tectra-ring-build-") as tmp:
-        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
-        target = REPO / "tectra" / built.name
-        shutil.copy2(built, target)
-    return target
-
-
 if __name__ == "__main__":
-    print(build_in_place())
+    print(build_in_place(make_builder))

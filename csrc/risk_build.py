@@ -6,11 +6,13 @@ Running this file builds `tectra/_risk*.so` in place for development.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import cffi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cffi_shim import build_in_place, shim_builder  # sibling module, not a package
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -180,33 +182,16 @@ int64_t rk_reference_price(int64_t bid_px, int64_t ask_px, int64_t last_px);
 
 
 def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
-    """setuptools insists on source paths relative to setup.py, while cffi's own compile()
-    changes directory and so needs absolute ones: the caller says which it is."""
-    where = Path("csrc") if paths_relative_to_repo else HERE
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(
+    return shim_builder(
         "tectra._risk",
-        '#include "risk.h"',
-        sources=[str(where / "risk.c")],
-        include_dirs=[str(where)],
-        depends=[str(where / "risk.h")],
-        extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra"],
+        CDEF,
+        source="risk.c",
+        header="risk.h",
+        relative=paths_relative_to_repo,
     )
-    return builder
 
 
 ffibuilder = make_builder(paths_relative_to_repo=True)
 
-
-def build_in_place() -> Path:
-    """Compile into a scratch directory and copy only the .so into tectra/ (no stray .c/.o)."""
-    with tempfile.TemporaryDirectory(prefix="tectra-risk-build-") as tmp:
-        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
-        target = REPO / "tectra" / built.name
-        shutil.copy2(built, target)
-    return target
-
-
 if __name__ == "__main__":
-    print(build_in_place())
+    print(build_in_place(make_builder))

@@ -8,14 +8,13 @@ single translation unit: its interface block is mirrored by CDEF below. setup.py
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import cffi
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cffi_shim import build_in_place, shim_builder  # sibling module, not a package
 
 CDEF = """
 #define TX_UDP_STAMP_MONOTONIC ...
@@ -44,31 +43,16 @@ int64_t tx_udp_rx_batch(tx_udp_t *u, uint32_t max, uint8_t *payload, uint64_t ca
 
 
 def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
-    """setuptools wants source paths relative to setup.py, cffi's compile() absolute ones."""
-    where = Path("csrc") if paths_relative_to_repo else HERE
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(
+    return shim_builder(
         "tectra._udp",
-        '#include "udp_rx.c"',
-        include_dirs=[str(where)],
-        depends=[str(where / "udp_rx.c")],
+        CDEF,
+        source="udp_rx.c",
         extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
+        relative=paths_relative_to_repo,
     )
-    return builder
 
 
 ffibuilder = make_builder(paths_relative_to_repo=True)
 
-
-def build_in_place() -> Path:
-    """Compile into a scratch directory and copy only the .so into tectra/ (no stray .c/.o)."""
-    with tempfile.TemporaryDirectory(prefix="tectra-udp-build-") as tmp:
-        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
-        target = REPO / "tectra" / built.name
-        shutil.copy2(built, target)
-    return target
-
-
 if __name__ == "__main__":
-    print(build_in_place())
+    print(build_in_place(make_builder))

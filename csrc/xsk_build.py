@@ -8,14 +8,13 @@ this file builds `tectra/_xsk*.so` in place for development.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import cffi
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cffi_shim import build_in_place, shim_builder  # sibling module, not a package
 
 # The Python-visible part of csrc/xsk.h (the socket struct stays opaque).
 CDEF = """
@@ -83,33 +82,18 @@ int tx_bpf_prog_info(int prog_fd, uint32_t *id, char *name, uint32_t len);
 
 
 def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
-    """setuptools wants source paths relative to setup.py, cffi's compile() absolute ones."""
-    where = Path("csrc") if paths_relative_to_repo else HERE
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(
+    return shim_builder(
         "tectra._xsk",
-        '#include "xsk.h"',
-        sources=[str(where / "xsk.c")],
-        include_dirs=[str(where)],
-        depends=[str(where / "xsk.h")],
+        CDEF,
+        source="xsk.c",
+        header="xsk.h",
         libraries=["xdp", "bpf"],
         extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra"],
+        relative=paths_relative_to_repo,
     )
-    return builder
 
 
 ffibuilder = make_builder(paths_relative_to_repo=True)
 
-
-def build_in_place() -> Path:
-    """Compile into a scratch directory and copy only the .so into tectra/ (no stray .c/.o)."""
-    with tempfile.TemporaryDirectory(prefix="tectra-xsk-build-") as tmp:
-        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
-        target = REPO / "tectra" / built.name
-        shutil.copy2(built, target)
-    return target
-
-
 if __name__ == "__main__":
-    print(build_in_place())
+    print(build_in_place(make_builder))
