@@ -31,8 +31,8 @@ import itertools
 import struct
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Final, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -617,6 +617,8 @@ class SessionOutput:
     heartbeats: int
     end_of_session: bool  # an end-of-session packet was seen for the first time
     next_deadline_ns: int | None  # call step again by then even without packets
+    precomputed_blocks: DeliveredBlocks | None = field(default=None, repr=False, compare=False)
+    """`blocks()` already worked out by the session's in-order fast path (None: compute it)."""
 
     @property
     def count(self) -> int:
@@ -640,6 +642,8 @@ class SessionOutput:
         """The delivery as ITCH decoder blocks (`ItchDecoder.decode_blocks(out.data, *blocks)`):
         maximal runs of rows with consecutive sequence numbers, one session and one receive
         time, each run one contiguous stretch of `data`."""
+        if self.precomputed_blocks is not None:
+            return self.precomputed_blocks
         n = self.count
         if not n:
             return DeliveredBlocks(_EMPTY_I64, _EMPTY_I64, np.zeros(0, np.uint64), _EMPTY_I64)
@@ -667,6 +671,7 @@ class SessionOutput:
 
 
 _EMPTY_U8: Final[U8] = np.zeros(0, dtype=np.uint8)
+_EMPTY_U64: Final[U64] = np.zeros(0, dtype=np.uint64)
 _EMPTY_I64: Final[I64] = np.zeros(0, dtype=np.int64)
 
 
@@ -697,6 +702,27 @@ class MoldUdp64Session:
         self._out_gaps: list[tuple[int, int]] = []
         self._out_sessions: list[tuple[int, bytes]] = []
         self._out_rows = 0
+        self.fast_path = True
+        """Take in-order batches through the C fast path (False: always the general path, for
+        cross-checking; the outputs and counters are the same either way)."""
+        self.fast_steps = 0  # steps the fast path handled (diagnostics and tests)
+        self._scratch_init()
+
+    def _scratch_init(self) -> None:
+        # Reused output buffers of the fast path (grown on demand, never pickled).
+        self._fx_data = np.zeros(0, dtype=np.uint8)
+        self._fx_msg = np.zeros((4, 0), dtype=np.int64)
+        self._fx_blk = np.zeros((4, 0), dtype=np.int64)
+        self._fx_res = np.zeros(6, dtype=np.uint64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_fx_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("fast_path", True)
+        self.__dict__.setdefault("fast_steps", 0)
+        self._scratch_init()
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -740,6 +766,10 @@ class MoldUdp64Session:
         """Consume a batch of packets received by `now_ns`; see `SessionOutput`."""
         self._out, self._out_lost, self._out_gaps, self._out_sessions = [], [], [], []
         self._out_rows = 0
+        if self.fast_path and packets.offsets.size:
+            fast = self._in_order(packets, now_ns)
+            if fast is not None:
+                return fast
         c = self.counters
         dup_before, hb_before, ended_before = c.duplicates, c.heartbeats, self.ended
         malformed = 0
@@ -770,6 +800,116 @@ class MoldUdp64Session:
             malformed=malformed,
             heartbeats=c.heartbeats - hb_before,
             end_of_session=self.ended and not ended_before,
+        )
+
+    def _in_order(self, packets: PacketBatch, now_ns: int) -> SessionOutput | None:
+        """The common case in one C call (csrc/mold.c mold_fast_batch): an established session
+        with nothing missing, held or asked for, and a batch of well-formed data packets and
+        heartbeats of that session carrying exactly the next sequence numbers. None when it is
+        anything else: the general path then takes the batch from scratch (nothing changed).
+        Counters and output are what the general path gives for such a batch."""
+        session, next_seq = self.session, self.next_seq
+        if (
+            session is None
+            or next_seq is None
+            or self.high_seq != next_seq  # something beyond next_seq is known (held, missing)
+            or self._gaps
+            or self._held
+            or self.ended
+            or len(session) != SESSION_LEN
+        ):
+            return None
+        buf, recv = packets.buf, packets.recv_ns
+        if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
+            return None
+        offs = _i64(packets.offsets)
+        lens = _i64(packets.lengths)
+        if offs is None or lens is None or lens.shape != offs.shape:
+            return None
+        if recv is not None:
+            recv = _i64(recv)
+            if recv is None or recv.shape != offs.shape:
+                return None
+        n = int(offs.size)
+        if self._fx_blk.shape[1] < n:
+            self._fx_blk = np.zeros((4, max(n, 16)), dtype=np.int64)
+        ffi, lib = _mold.ffi, _mold.lib
+        res = self._fx_res
+        while True:
+            data, msg, blk = self._fx_data, self._fx_msg, self._fx_blk
+            try:
+                rc = lib.mold_fast_batch(
+                    ffi.from_buffer("uint8_t[]", buf),
+                    buf.size,
+                    ffi.from_buffer("int64_t[]", offs),
+                    ffi.from_buffer("int64_t[]", lens),
+                    n,
+                    session,
+                    next_seq,
+                    ffi.NULL if recv is None else ffi.from_buffer("int64_t[]", recv),
+                    now_ns,
+                    ffi.from_buffer("uint8_t[]", data),
+                    data.size,
+                    ffi.from_buffer("int64_t[]", msg),
+                    msg.shape[1],
+                    ffi.from_buffer("int64_t[]", blk),
+                    blk.shape[1],
+                    ffi.from_buffer("uint64_t[]", res),
+                )
+            except (OverflowError, TypeError, ValueError):  # e.g. now_ns outside int64
+                return None
+            if rc != lib.MOLD_FAST_ROOM:
+                break
+            need_msgs, need_bytes = int(res[3]), int(res[5])
+            if need_bytes > data.size:
+                self._fx_data = np.zeros(max(need_bytes, 2 * data.size, 4096), dtype=np.uint8)
+            if need_msgs > msg.shape[1]:
+                self._fx_msg = np.zeros((4, max(need_msgs, 2 * msg.shape[1], 256)), np.int64)
+        if rc != lib.MOLD_FAST_OK:
+            return None
+        end, n_data, n_hb, n_msgs, n_runs, n_bytes = res.tolist()
+        c = self.counters
+        c.packets += n
+        c.data_packets += n_data
+        c.heartbeats += n_hb
+        c.messages += n_msgs
+        self.last_packet_ns = now_ns
+        self.next_seq = self.high_seq = end  # high_seq was next_seq: nothing beyond it known
+        self._out_rows = n_msgs
+        self.fast_steps += 1
+        if n_msgs:
+            out_data = data[:n_bytes].copy()
+            rows = msg[:, :n_msgs].copy()
+            runs = blk[:, :n_runs].copy()
+            offsets, lengths, seqs, recv_ns = rows[0], rows[1], rows[2].view(np.uint64), rows[3]
+            blocks: DeliveredBlocks | None = DeliveredBlocks(
+                runs[0], runs[1], runs[2].view(np.uint64), runs[3]
+            )
+        else:
+            out_data, offsets, lengths, seqs, recv_ns = (
+                _EMPTY_U8,
+                _EMPTY_I64,
+                _EMPTY_I64,
+                np.zeros(0, np.uint64),
+                _EMPTY_I64,
+            )
+            blocks = None
+        return SessionOutput(
+            data=out_data,
+            offsets=offsets,
+            lengths=lengths,
+            seqs=seqs,
+            recv_ns=recv_ns,
+            requests=np.zeros(0, dtype=REQUEST_DTYPE),
+            lost=self._out_lost,
+            gaps=self._out_gaps,
+            session_starts=self._out_sessions,
+            duplicates=0,
+            malformed=0,
+            heartbeats=n_hb,
+            end_of_session=False,
+            next_deadline_ns=None,  # nothing missing, so no timer
+            precomputed_blocks=blocks,
         )
 
     def _fast_path(
@@ -1100,3 +1240,13 @@ class _Packet:
 
 def _gap_start(g: _Gap) -> int:
     return g.start
+
+
+def _i64(values: Any) -> I64 | None:
+    """A 1-D contiguous int64 array of integer `values` (no copy when it already is one), or
+    None when they are not a 1-D integer array."""
+    if not isinstance(values, np.ndarray) or values.ndim != 1 or values.dtype.kind not in "iu":
+        return None
+    if values.dtype == np.int64 and values.flags.c_contiguous:
+        return values
+    return np.ascontiguousarray(values, dtype=np.int64)

@@ -1,18 +1,18 @@
-"""cffi API-mode builder for the MoldUDP64 block walk: csrc/mold.c -> tectra._mold.
+"""cffi API-mode builder for the MoldUDP64 block walk, the session's in-order fast path and the
+feed-quality tick fold: csrc/mold.c -> tectra._mold.
 
 setup.py compiles every csrc/*_build.py; running this file builds tectra/_mold*.so in place.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 
 import cffi
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cffi_shim import build_in_place, shim_builder  # sibling module, not a package
 
 CDEF = """
 #define MOLD_STATUS_OK ...
@@ -22,35 +22,28 @@ int64_t mold_walk_blocks(const uint8_t *buf, uint64_t buflen, const int64_t *off
                          const int64_t *lens, const int64_t *count, const uint8_t *walk,
                          const int64_t *base, uint64_t npackets, uint8_t *status, int64_t *boff,
                          int64_t *blen);
+#define MOLD_FAST_OK ...
+#define MOLD_FAST_NO ...
+#define MOLD_FAST_ROOM ...
+int mold_fast_batch(const uint8_t *buf, uint64_t buflen, const int64_t *offs, const int64_t *lens,
+                    uint64_t npackets, const char *session, uint64_t next_seq,
+                    const int64_t *recv, int64_t now_ns, uint8_t *data, uint64_t data_cap,
+                    int64_t *msg, uint64_t msg_cap, int64_t *blk, uint64_t blk_cap,
+                    uint64_t *result);
+void mold_observe_ticks(const uint8_t *ticks, uint64_t n, uint64_t stride, const int64_t *f,
+                        uint64_t max_instruments, uint64_t *crossed_cnt, uint64_t *locked_cnt,
+                        uint8_t *crossed_now, uint8_t *locked_now, uint8_t *stale_now,
+                        int64_t *last_update, uint8_t *state, uint64_t *entered);
 """
 
 
 def make_builder(*, paths_relative_to_repo: bool) -> cffi.FFI:
-    """setuptools wants source paths relative to setup.py; cffi's compile() wants absolute."""
-    where = Path("csrc") if paths_relative_to_repo else HERE
-    builder = cffi.FFI()
-    builder.cdef(CDEF)
-    builder.set_source(
-        "tectra._mold",
-        '#include "mold.h"',
-        sources=[str(where / "mold.c")],
-        include_dirs=[str(where)],
-        depends=[str(where / "mold.h")],
-        extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra"],
+    return shim_builder(
+        "tectra._mold", CDEF, source="mold.c", header="mold.h", relative=paths_relative_to_repo
     )
-    return builder
 
 
 ffibuilder = make_builder(paths_relative_to_repo=True)
 
-
-def build_in_place() -> Path:
-    with tempfile.TemporaryDirectory(prefix="tectra-mold-build-") as tmp:
-        built = Path(make_builder(paths_relative_to_repo=False).compile(tmpdir=tmp))
-        target = REPO / "tectra" / built.name
-        shutil.copy2(built, target)
-    return target
-
-
 if __name__ == "__main__":
-    print(build_in_place())
+    print(build_in_place(make_builder))

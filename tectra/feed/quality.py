@@ -18,7 +18,8 @@ DEGRADED).
 from __future__ import annotations
 
 import enum
-from typing import Final
+import importlib
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,39 @@ QUALITY_COUNTERS: Final[tuple[str, ...]] = (
     "resends",
     "drops",
 )
+
+# The per-tick fold in C (csrc/mold.c mold_observe_ticks); imported by name (typed as Any).
+_mold = importlib.import_module("tectra._mold")
+
+# TICK fields the C fold reads, with the dtype each must have there.
+_TICK_FIELDS: Final[tuple[tuple[str, str], ...]] = (
+    ("instrument_id", "<u4"),
+    ("bid_qty", "<i8"),
+    ("ask_qty", "<i8"),
+    ("bid_px", "<i8"),
+    ("ask_px", "<i8"),
+    ("ts_ns", "<i8"),
+    ("trading_state", "u1"),
+)
+_FIELD_OFFSETS: dict[np.dtype[np.void], npt.NDArray[np.int64] | None] = {}
+
+
+def _field_offsets(dtype: np.dtype[np.void]) -> npt.NDArray[np.int64] | None:
+    """Byte offsets of `_TICK_FIELDS` in a record dtype, or None when it lacks one of them
+    (or has it with another type): such records take the numpy path."""
+    if dtype not in _FIELD_OFFSETS:
+        fields: dict[str, Any] = dict(dtype.fields or {})
+        offsets: list[int] = []
+        for name, fmt in _TICK_FIELDS:
+            spec = fields.get(name)
+            if spec is None or spec[0] != np.dtype(fmt):
+                _FIELD_OFFSETS[dtype] = None
+                break
+            offsets.append(int(spec[1]))
+        else:
+            _FIELD_OFFSETS[dtype] = np.array(offsets, dtype=np.int64)
+    return _FIELD_OFFSETS[dtype]
+
 
 # No quotes are expected while halted or paused, so silence then is not staleness.
 _QUIET_STATES: Final = np.array([TradingState.HALTED, TradingState.PAUSED], dtype=np.uint8)
@@ -71,6 +105,10 @@ class FeedQuality:
         """Fold in a batch of TICK records (in output order)."""
         if not ticks.shape[0]:
             return
+        offsets = _field_offsets(ticks.dtype) if ticks.ndim == 1 else None
+        if offsets is not None and ticks.flags.c_contiguous:
+            self._observe_c(ticks, offsets)
+            return
         ids = ticks["instrument_id"].astype(np.int64)
         if (ids >= self.max_instruments).any():
             keep = ids < self.max_instruments
@@ -100,6 +138,29 @@ class FeedQuality:
         np.maximum.at(self.last_update_ns, sid, ticks["ts_ns"][order].astype(np.int64))
         self.trading_state[sid[last]] = ticks["trading_state"][order][last]
         self.stale_now[sid] = False
+
+    def _observe_c(self, ticks: npt.NDArray[np.void], offsets: npt.NDArray[np.int64]) -> None:
+        """`observe_ticks` as one C pass in tick order (the same counts and states)."""
+        ffi, lib = _mold.ffi, _mold.lib
+        entered = np.zeros(2, dtype=np.uint64)
+        lib.mold_observe_ticks(
+            ffi.from_buffer("uint8_t[]", ticks),
+            ticks.shape[0],
+            ticks.dtype.itemsize,
+            ffi.from_buffer("int64_t[]", offsets),
+            self.max_instruments,
+            ffi.from_buffer("uint64_t[]", self._counts["crossed"]),
+            ffi.from_buffer("uint64_t[]", self._counts["locked"]),
+            ffi.from_buffer("uint8_t[]", self.crossed_now),
+            ffi.from_buffer("uint8_t[]", self.locked_now),
+            ffi.from_buffer("uint8_t[]", self.stale_now),
+            ffi.from_buffer("int64_t[]", self.last_update_ns),
+            ffi.from_buffer("uint8_t[]", self.trading_state),
+            ffi.from_buffer("uint64_t[]", entered),
+        )
+        crossed, locked = entered.tolist()
+        self._totals["crossed"] += crossed
+        self._totals["locked"] += locked
 
     def check_stale(self, now_ns: int, stale_after_ns: int) -> npt.NDArray[np.int64]:
         """Mark instruments stale whose last TICK is older than stale_after_ns (instruments
