@@ -24,6 +24,7 @@ from anywhere (a metrics scrape reads the C counters).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import ipaddress
@@ -172,7 +173,7 @@ class Receiver(Protocol):
     def close(self) -> None: ...
 
 
-class _BatchReceiver:
+class _BatchReceiver(abc.ABC):
     """Buffers and plumbing shared by the three paths: one C call per ``receive()``."""
 
     io_path: str = ""
@@ -196,8 +197,9 @@ class _BatchReceiver:
     def closed(self) -> bool:
         return self._closed
 
+    @abc.abstractmethod
     def _rx(self, max_packets: int, timeout_ns: int) -> int:
-        raise NotImplementedError
+        """Receive up to MAX_PACKETS into the shared buffers; the count, or raise."""
 
     def receive(self, max_packets: int | None = None, timeout_ns: int = 0) -> PacketBatch:
         if self._closed:
@@ -217,8 +219,9 @@ class _BatchReceiver:
     ) -> None:
         self.close()
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the path's kernel resources (idempotent)."""
 
 
 # ---- UDP sockets (socket and uring paths) ------------------------------------------------------
