@@ -1,0 +1,1 @@
+"""Kill switch: triggers, actions, fan-out, ledger."""
