@@ -1,7 +1,8 @@
 """`tectractl`: the operator's command line over the roles' control channels.
 
-Exit codes scripts can rely on: 0 every queried role is READY, 1 some role is not READY or
-unreachable, 2 usage or configuration error. Human tables by default, `--json` for scripts.
+Exit codes scripts can rely on: 0 success (`status`: every queried role is READY; `kill
+verify`: the ledger is intact), 1 not so (a role not READY or unreachable; a damaged ledger,
+with where), 2 usage or configuration error. Human tables by default, `--json` for scripts.
 """
 
 from __future__ import annotations
@@ -72,6 +73,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if all(row["lifecycle"] == "READY" for row in rows) else EXIT_NOT_READY
 
 
+def _cmd_kill_verify(args: argparse.Namespace) -> int:
+    from tectra.kill.ledger import LedgerError, verify_ledger
+
+    config = load_config(args.config)
+    path = args.ledger or Path(config.appliance.state_dir) / "kill" / "ledger.jsonl"
+    try:
+        report = verify_ledger(path, args.name, expected_head=args.expected_head)
+    except LedgerError as exc:
+        print(f"tectractl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_text())
+    return EXIT_OK if report.ok else EXIT_NOT_READY
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tectractl", description=__doc__)
     parser.add_argument("--config", type=Path, default=None, help="appliance TOML config")
@@ -81,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="roles, lifecycle state, I/O path, health")
     status.add_argument("--role", action="append", help="only this role (repeatable)")
     status.set_defaults(func=_cmd_status)
+
+    kill = sub.add_parser("kill", help="kill switch")
+    kill_sub = kill.add_subparsers(dest="kill_command", required=True)
+    verify = kill_sub.add_parser(
+        "verify", help="check the kill ledger's hash chain; exit 1 and say where if damaged"
+    )
+    verify.add_argument(
+        "--ledger", type=Path, default=None, help="default: STATE_DIR/kill/ledger.jsonl"
+    )
+    verify.add_argument("--name", default="kill", help="ledger name (seeds the genesis hash)")
+    verify.add_argument(
+        "--expected-head", default=None, help="last known head hash (catches tail cuts)"
+    )
+    verify.set_defaults(func=_cmd_kill_verify)
     return parser
 
 
