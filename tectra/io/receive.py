@@ -201,6 +201,23 @@ class _BatchReceiver(abc.ABC):
     def _rx(self, max_packets: int, timeout_ns: int) -> int:
         """Receive up to MAX_PACKETS into the shared buffers; the count, or raise."""
 
+    def _rx_into_buffers(
+        self, what: str, fn: Any, *handle: Any, max_packets: int, timeout_ns: int
+    ) -> int:
+        """One C batch receive into the shared buffers: every path's call ends with the same
+        (max, payload, payload bytes, offsets, lengths, recv_ns, timeout) arguments."""
+        rc = fn(
+            *handle,
+            max_packets,
+            self._c_payload,
+            self._payload.nbytes,
+            self._c_offsets,
+            self._c_lengths,
+            self._c_recv_ns,
+            timeout_ns,
+        )
+        return _check(int(rc), what)
+
     def receive(self, max_packets: int | None = None, timeout_ns: int = 0) -> PacketBatch:
         if self._closed:
             raise ReceiverClosedError(f"{self.io_path} receiver is closed", errno.EBADF)
@@ -329,20 +346,12 @@ class SocketReceiver(_BatchReceiver):
         return self._sock.fileno()
 
     def _rx(self, max_packets: int, timeout_ns: int) -> int:
-        return _check(
-            int(
-                self._lib.tx_udp_rx_batch(
-                    self._u,
-                    max_packets,
-                    self._c_payload,
-                    self._payload.nbytes,
-                    self._c_offsets,
-                    self._c_lengths,
-                    self._c_recv_ns,
-                    timeout_ns,
-                )
-            ),
+        return self._rx_into_buffers(
             "recvmmsg",
+            self._lib.tx_udp_rx_batch,
+            self._u,
+            max_packets=max_packets,
+            timeout_ns=timeout_ns,
         )
 
     def stats(self) -> dict[str, int | str]:
@@ -432,20 +441,12 @@ class UringReceiver(_BatchReceiver):
         return self._sock.fileno()
 
     def _rx(self, max_packets: int, timeout_ns: int) -> int:
-        return _check(
-            int(
-                self._lib.tx_uring_rx_batch(
-                    self._u,
-                    max_packets,
-                    self._c_payload,
-                    self._payload.nbytes,
-                    self._c_offsets,
-                    self._c_lengths,
-                    self._c_recv_ns,
-                    timeout_ns,
-                )
-            ),
+        return self._rx_into_buffers(
             "io_uring receive",
+            self._lib.tx_uring_rx_batch,
+            self._u,
+            max_packets=max_packets,
+            timeout_ns=timeout_ns,
         )
 
     def stats(self) -> dict[str, int | str]:
@@ -626,21 +627,13 @@ class XdpReceiver(_BatchReceiver):
         return [int(self._info(s).fd) for s in self._socks]
 
     def _rx(self, max_packets: int, timeout_ns: int) -> int:
-        return _check(
-            int(
-                self._lib.tx_xsk_rx_batch(
-                    self._c_socks,
-                    len(self._socks),
-                    max_packets,
-                    self._c_payload,
-                    self._payload.nbytes,
-                    self._c_offsets,
-                    self._c_lengths,
-                    self._c_recv_ns,
-                    timeout_ns,
-                )
-            ),
+        return self._rx_into_buffers(
             "AF_XDP receive",
+            self._lib.tx_xsk_rx_batch,
+            self._c_socks,
+            len(self._socks),
+            max_packets=max_packets,
+            timeout_ns=timeout_ns,
         )
 
     def stats(self) -> dict[str, int | str]:
