@@ -6,7 +6,7 @@ never reaches into a component; the client side is what tectractl and tectra-mgm
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from pathlib import Path
 
@@ -15,6 +15,8 @@ import grpc
 from tectra.mgmt.v1 import role_pb2, role_pb2_grpc
 
 StatusSnapshot = Callable[[], role_pb2.RoleStatus]
+ServiceAdder = Callable[[grpc.Server], None]
+"""Adds a role-specific servicer (GatewayControl, KillControl, ...) to the control server."""
 
 
 class RoleControlError(RuntimeError):
@@ -39,12 +41,19 @@ def control_socket_path(state_dir: Path, role: str) -> Path:
 class RoleControlServer:
     """gRPC server for one role process, bound to a unix socket (permissions: owner only)."""
 
-    def __init__(self, socket_path: Path, snapshot: StatusSnapshot) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        snapshot: StatusSnapshot,
+        services: Sequence[ServiceAdder] = (),
+    ) -> None:
         self._path = socket_path
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         role_pb2_grpc.add_RoleControlServicer_to_server(
             _RoleControlServicer(snapshot), self._server
         )
+        for add in services:
+            add(self._server)
 
     def start(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -22,7 +22,7 @@ from tectra.core.http import MetricsServer
 from tectra.core.lifecycle import FileTransitionJournal, Lifecycle
 from tectra.core.log import get_logger
 from tectra.core.metrics import MetricsRegistry
-from tectra.mgmt.role_control import RoleControlServer, control_socket_path
+from tectra.mgmt.role_control import RoleControlServer, ServiceAdder, control_socket_path
 from tectra.mgmt.v1 import role_pb2
 from tectra.schema import LifecycleState
 
@@ -62,8 +62,16 @@ class RoleShell:
     """Context manager wrapping one role process. Use `stopping` in the role's loop and call
     `heartbeat()` from that loop (not from a side thread, so a hung loop trips the watchdog)."""
 
-    def __init__(self, role: str, config: TectraConfig, io_path: str = "none") -> None:
+    def __init__(
+        self,
+        role: str,
+        config: TectraConfig,
+        io_path: str = "none",
+        *,
+        services: Sequence[ServiceAdder] = (),
+    ) -> None:
         self.role = role
+        self._services = tuple(services)
         self.config = config
         self.role_config = config.role(role)
         self.io_path = io_path
@@ -99,7 +107,7 @@ class RoleShell:
         )
         self.metrics_port = self._metrics.start()
         self._control = RoleControlServer(
-            control_socket_path(self.state_dir, self.role), self.status
+            control_socket_path(self.state_dir, self.role), self.status, self._services
         )
         self._control.start()
         self.metrics.gauge_from(
