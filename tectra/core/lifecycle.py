@@ -10,9 +10,11 @@ Ordering guarantee: a transition is written to the journal *before* the state ch
 before any listener runs. If the journal write fails, the exception propagates and nothing
 changes — a transition that is not on record did not happen.
 
-The full journal subsystem (segments, replay) is a later part; this file format is deliberately
-plain: one JSON object per line, ending in a ``crc32`` of the line's preceding bytes, so a torn
-last line (crash mid-write) is detected and counted instead of being misread.
+Roles journal their transitions in the journal format (segments, CRC32C frames, Merkle roots):
+`tectra.journal.lifecycle.JournalTransitionJournal`, handed in by the role shell, since this
+module may not import the journal. `FileTransitionJournal` (one JSON object per line, ending in
+a ``crc32`` of the line's preceding bytes, so a torn last line is detected and counted) stays
+for tools and tests that want a dependency-free record and to read files older roles wrote.
 """
 
 from __future__ import annotations

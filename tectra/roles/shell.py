@@ -1,9 +1,10 @@
 """The process shell a role runs in: affinity, signals, lifecycle, endpoints, systemd notify.
 
 A role's component code stays a state machine; this shell owns the process-level edges:
-CPU pinning from config, SIGTERM/SIGINT → orderly stop, the lifecycle with its journal,
-the /metrics + /health endpoint, the RoleControl gRPC socket, and sd_notify READY/WATCHDOG
-when started by systemd (Type=notify).
+CPU pinning from config, SIGTERM/SIGINT → orderly stop, the lifecycle with its journal
+(STATE_DIR/journal/lifecycle-<role>: checksummed segments, fsync per transition), the
+/metrics + /health endpoint, the RoleControl gRPC socket, and sd_notify READY/WATCHDOG when
+started by systemd (Type=notify).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from types import FrameType, TracebackType
 from tectra.core.clock import MonotonicClock
 from tectra.core.config import TectraConfig
 from tectra.core.http import MetricsServer
-from tectra.core.lifecycle import FileTransitionJournal, Lifecycle
+from tectra.core.lifecycle import Lifecycle
 from tectra.core.log import get_logger
 from tectra.core.metrics import MetricsRegistry
+from tectra.journal.lifecycle import JournalTransitionJournal, lifecycle_journal_directory
 from tectra.mgmt.role_control import RoleControlServer, ServiceAdder, control_socket_path
 from tectra.mgmt.v1 import role_pb2
 from tectra.schema import LifecycleState
@@ -78,11 +80,16 @@ class RoleShell:
         self.log = get_logger(role)
         self.metrics = MetricsRegistry()
         self.state_dir = Path(config.appliance.state_dir)
-        self.lifecycle = Lifecycle(
-            role,
-            FileTransitionJournal(self.state_dir / "lifecycle" / f"{role}.jsonl"),
-            MonotonicClock(),
+        # Opening runs recovery: a transition torn by a crash is truncated and reported.
+        self.lifecycle_journal = JournalTransitionJournal(
+            lifecycle_journal_directory(self.state_dir, role), role
         )
+        if not self.lifecycle_journal.recovery.clean:
+            self.log.warning(
+                "lifecycle journal recovered after a crash",
+                report=str(self.lifecycle_journal.recovery),
+            )
+        self.lifecycle = Lifecycle(role, self.lifecycle_journal, MonotonicClock())
         self.details: dict[str, Callable[[], str]] = {}
         self.cpus: tuple[int, ...] = ()
         self.metrics_port = 0
@@ -116,6 +123,12 @@ class RoleShell:
             lambda: {(self.role,): int(self.lifecycle.state)},
             labels=["role"],
         )
+        recovered = self.lifecycle_journal.recovery.truncated_bytes
+        self.metrics.counter_from(
+            "tectra_lifecycle_journal_recovered_bytes_dropped",
+            "Bytes of torn lifecycle records truncated when this role's journal was opened.",
+            lambda: recovered,
+        )
         self.log.info(
             "role started",
             cpus=list(self.cpus),
@@ -140,6 +153,7 @@ class RoleShell:
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self.log.info("role stopped", state=self.lifecycle.state.name)
+        self.lifecycle_journal.close()  # seals the segment: later transitions raise
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.log.info("stop requested", signal=signal.Signals(signum).name)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tectra.core.lifecycle import read_transitions
 from tectra.demo import DemoOptions, write_demo_config
+from tectra.journal.lifecycle import read_lifecycle_journal
+from tectra.journal.verify import verify_journal
 from tectra.mgmt.role_control import RoleControlError, control_socket_path, fetch_status
 from tectra.schema import LifecycleState
 
@@ -133,8 +134,8 @@ def test_roles_serve_health_metrics_status_and_notify_systemd(
     assert consumed["checksum_errors"] == 0 and consumed["sequence_errors"] == 0
     assert consumed["received"] + consumed["lost"] == published["published"] > 0
 
-    events, torn = read_transitions(tmp_path / "lifecycle" / "consumer.jsonl")
-    assert torn == 0
+    events = read_lifecycle_journal(tmp_path / "journal" / "lifecycle-consumer")
+    assert verify_journal(tmp_path / "journal" / "lifecycle-consumer").ok
     assert [e.to_state for e in events][:2] == [LifecycleState.WARMUP, LifecycleState.READY]
 
     after = subprocess.run(
