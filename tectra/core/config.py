@@ -34,6 +34,8 @@ __all__ = [
     "ApplianceConfig",
     "ConfigError",
     "ConfigKey",
+    "KillConfig",
+    "KillTriggerConfig",
     "MetricsConfig",
     "RingConfig",
     "RoleConfig",
@@ -505,6 +507,212 @@ class _FrozenMap(Mapping[str, T]):
         self._d = state
 
 
+KILL_TRIGGERS: Final = (
+    "estop",
+    "reject_rate",
+    "stale_md",
+    "latency",
+    "exposure",
+    "venue_down",
+    "max_loss",
+    "max_drawdown",
+)
+KILL_TRIGGER_ACTIONS: Final = ("block", "cancel", "slow")
+_SUBJECT_RE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_VENUE_RE: Final = re.compile(
+    r"^(?P<name>[A-Za-z0-9_-]{1,16})=(?P<id>\d+)@(?P<addr>[0-9.]+)(?::(?P<port>\d+))?$"
+)
+
+
+def _optional_abs_path(value: object, key: str, ctx: _Context) -> Path | None:
+    """An absolute path, or "" for the documented default."""
+    if value == "":
+        return None
+    return _abs_path(value, key, ctx)
+
+
+def _nats_url(value: object, key: str, _ctx: _Context) -> str:
+    s = _string(value, key)
+    if s and not re.match(r"^(nats|tls)://[^\s/]+(:\d+)?$", s):
+        raise ConfigError(key, value, "expected nats://HOST:PORT (or tls://), or empty for none")
+    return s
+
+
+def _subject(value: object, key: str, _ctx: _Context) -> str:
+    s = _string(value, key)
+    if not _SUBJECT_RE.match(s):
+        raise ConfigError(
+            key, value, "expected NATS subject tokens of [A-Za-z0-9_-] joined by dots"
+        )
+    return s
+
+
+def _short_names(value: object, key: str, _ctx: _Context) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, f"expected a list of names, got {type(value).__name__}")
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not re.match(r"^[A-Za-z0-9_.-]{1,16}$", item):
+            raise ConfigError(f"{key}[{i}]", item, "expected 1-16 characters of [A-Za-z0-9_.-]")
+        if item in seen:
+            raise ConfigError(f"{key}[{i}]", item, "listed twice")
+        seen.add(item)
+    return tuple(value)
+
+
+def _venue_specs(value: object, key: str, _ctx: _Context) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, f"expected a list of venue specs, got {type(value).__name__}")
+    names: set[str] = set()
+    for i, item in enumerate(value):
+        m = _VENUE_RE.match(item) if isinstance(item, str) else None
+        if m is None:
+            raise ConfigError(f"{key}[{i}]", item, "expected NAME=ID@IPV4[:PORT]")
+        try:
+            ipaddress.IPv4Address(m["addr"])
+        except ValueError:
+            raise ConfigError(f"{key}[{i}]", item, "not an IPv4 address") from None
+        if m["port"] is not None and not 0 < int(m["port"]) < 65536:
+            raise ConfigError(f"{key}[{i}]", item, "port out of range 1..65535")
+        if not 0 < int(m["id"]) < (1 << 32):
+            raise ConfigError(f"{key}[{i}]", item, "venue id out of range 1..2^32-1")
+        if m["name"] in names:
+            raise ConfigError(f"{key}[{i}]", item, "venue named twice")
+        names.add(m["name"])
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillTriggerConfig:
+    """``[kill.triggers.<name>]``: one kill-switch trigger."""
+
+    armed: bool = setting(False, doc="Evaluate and act (false: values only).", parse=_bool)
+    dry_run: bool = setting(
+        False, doc="Fire into the ledger only, no action (drills).", parse=_bool
+    )
+    threshold: float = setting(
+        0.0,
+        doc="Limit the value must exceed to fire (unit per trigger: docs/kill-switch.md).",
+        parse=_seconds,
+    )
+    window_s: float = setting(1.0, doc="Observation window in seconds.", parse=_seconds)
+    min_samples: int = setting(
+        1, doc="Observations needed in the window before the trigger may fire.", parse=_integer(1)
+    )
+    action: str = setting(
+        "block",
+        doc="What a firing does in the firing key's scope: block, cancel or slow.",
+        parse=_choice(*KILL_TRIGGER_ACTIONS),
+    )
+
+    def _validate(self, key: str) -> None:
+        if self.window_s <= 0:
+            raise ConfigError(f"{key}.window_s", self.window_s, "must be > 0")
+
+
+def _kill_triggers(value: object, key: str, ctx: _Context) -> _FrozenMap[KillTriggerConfig]:
+    table = _expect_table(value, key)
+    out: dict[str, KillTriggerConfig] = {}
+    for name, raw in table.items():
+        sub = f"{key}.{name}"
+        if name not in KILL_TRIGGERS:
+            raise ConfigError(sub, raw, _unknown(name, KILL_TRIGGERS, "unknown trigger"))
+        out[name] = _parse_table(KillTriggerConfig, raw, sub, ctx)
+    return _FrozenMap(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KillConfig:
+    """``[kill]``: the kill switch (``tectra run kill``)."""
+
+    control_block: str = setting(
+        "kill",
+        doc="Shared-memory kill control block (shm_root/NAME) every gateway reads per order.",
+        parse=_name,
+    )
+    ledger: Path | None = setting(  # noqa: RUF009
+        None,
+        doc='Hash-chained kill ledger file; "" = STATE_DIR/kill/ledger.jsonl.',
+        parse=_optional_abs_path,
+    )
+    state_file: Path | None = setting(  # noqa: RUF009
+        None,
+        doc='Persisted kill state (restored at start: halted stays halted); "" = '
+        "STATE_DIR/kill/state.json.",
+        parse=_optional_abs_path,
+    )
+    nats_url: str = setting(
+        "",
+        doc="NATS server for fan-out to other hosts (nats://HOST:PORT); empty = local only.",
+        parse=_nats_url,
+    )
+    subject_prefix: str = setting(
+        "tectra.kill",
+        doc="NATS subject prefix: PREFIX.<appliance>.cmd.<scope> and PREFIX.<appliance>.ack.",
+        parse=_subject,
+    )
+    subscribers: tuple[str, ...] = setting(
+        (),
+        doc="Subscriber names (gateways, remote kill mirrors) expected to ack every command; "
+        "one that does not ack in time is reported by name.",
+        parse=_short_names,
+    )
+    ack_timeout_s: float = setting(
+        0.25, doc="Default deadline for acks of a kill command.", parse=_seconds
+    )
+    ack_retry_s: float = setting(
+        0.05,
+        doc="Re-send a command to subscribers that have not acked after this long; 0 = never.",
+        parse=_seconds,
+    )
+    confirm_timeout_s: float = setting(
+        5.0,
+        doc="How long subscribers report venue cancel confirmations after a kill.",
+        parse=_seconds,
+    )
+    slow_max_orders_per_s: int = setting(
+        10, doc="Order-rate cap per session that SLOW asks gateways for.", parse=_integer(1)
+    )
+    evaluate_interval_s: float = setting(
+        0.05, doc="Period of trigger evaluation in the kill role.", parse=_seconds
+    )
+    estop_file: Path | None = setting(  # noqa: RUF009
+        None,
+        doc='E-stop input: the estop trigger fires while this file exists; "" = '
+        "STATE_DIR/run/kill.estop.",
+        parse=_optional_abs_path,
+    )
+    venues: tuple[str, ...] = setting(
+        (),
+        doc="Venues as NAME=ID@IPV4[:PORT]: names for scope_name, addresses for ISOLATE_VENUE.",
+        parse=_venue_specs,
+    )
+    egress_interface: str = setting(
+        "",
+        doc="Interface venue traffic leaves by, where the TC egress guard attaches for "
+        "ISOLATE_VENUE; empty = no kernel isolation (reported as unavailable).",
+        parse=_optional_name,
+    )
+    egress_netns: str = setting(
+        "",
+        doc="Network namespace of egress_interface; empty = the role's own.",
+        parse=_optional_name,
+    )
+    mirror: bool = setting(
+        False,
+        doc="Also apply kill commands other appliances publish on NATS to this host's control "
+        "block (and ack them as APPLIANCE-kill).",
+        parse=_bool,
+    )
+    triggers: Mapping[str, KillTriggerConfig] = setting(
+        _FrozenMap(),
+        doc="[kill.triggers.<name>] tables (estop, reject_rate, stale_md, latency, exposure, "
+        "venue_down, max_loss, max_drawdown), each with armed, dry_run, threshold, window_s, "
+        "min_samples, action.",
+        parse=_kill_triggers,
+    )
+
+
 def section(cls: type[Any], *, doc: str) -> Any:
     """A ``[name]`` table parsed into ``cls``; absent → all of ``cls``'s defaults."""
 
@@ -552,6 +760,7 @@ class TectraConfig:
     feed: FeedConfig = section(FeedConfig, doc="Market-data feed handler.")  # noqa: RUF009
     journal: JournalConfig = section(JournalConfig, doc="Journal writer.")  # noqa: RUF009
     demo: DemoConfig = section(DemoConfig, doc="The ring demo's publisher and consumer.")  # noqa: RUF009
+    kill: KillConfig = section(KillConfig, doc="The kill switch.")  # noqa: RUF009
     # Where this config came from (for error messages); not a TOML key (no parser).
     source: str = field(default="<defaults>", compare=False)
 

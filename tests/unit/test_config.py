@@ -271,6 +271,7 @@ def test_every_key_is_documented() -> None:
         "feed",
         "journal",
         "demo",
+        "kill",
     }
     missing = [k.key for k in keys if f"`{k.key}`" not in doc]
     assert not missing, f"undocumented config keys: {missing}"
