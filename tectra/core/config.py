@@ -37,6 +37,7 @@ __all__ = [
     "KillConfig",
     "KillTriggerConfig",
     "MetricsConfig",
+    "MgmtConfig",
     "RingConfig",
     "RoleConfig",
     "TectraConfig",
@@ -744,6 +745,87 @@ def named_sections(
     )
 
 
+MGMT_ROLES: Final = ("viewer", "operator", "risk-officer", "admin")
+_USER_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
+
+
+def _role_map(key_kind: str) -> Parser:
+    """A table identity -> role (`viewer`, `operator`, `risk-officer`, `admin`), kept as a
+    sorted tuple of pairs so the config stays frozen and hashable."""
+
+    def parse(value: object, key: str, _ctx: _Context) -> tuple[tuple[str, str], ...]:
+        table = _expect_table(value, key)
+        out: list[tuple[str, str]] = []
+        for ident, role in table.items():
+            item = f"{key}.{ident}"
+            if key_kind == "user" and not _USER_KEY_RE.match(ident):
+                raise ConfigError(item, ident, "expected a user name or a numeric uid")
+            if key_kind == "cn" and not 0 < len(ident) <= 64:
+                raise ConfigError(item, ident, "expected a certificate CN of 1-64 characters")
+            if role not in MGMT_ROLES:
+                raise ConfigError(item, role, f"expected one of: {', '.join(MGMT_ROLES)}")
+            out.append((ident, str(role)))
+        return tuple(sorted(out))
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MgmtConfig:
+    """``[mgmt]``: tectra-mgmtd, its listeners, identities and audit trail."""
+
+    socket: Path | None = setting(  # noqa: RUF009
+        None,
+        doc="Local unix socket of tectra-mgmtd (callers identified by SO_PEERCRED uid); "
+        '"" = STATE_DIR/run/mgmt.sock.',
+        parse=_optional_abs_path,
+    )
+    tls: bool = setting(
+        False,
+        doc="Also listen on TCP with mutual TLS (needs tls_cert, tls_key and tls_client_ca).",
+        parse=_bool,
+    )
+    listen_host: str = setting("127.0.0.1", doc="Address of the mutual-TLS listener.", parse=_host)
+    listen_port: int = setting(
+        9443, doc="Port of the mutual-TLS listener; 0 = pick a free port.", parse=_integer(0, 65535)
+    )
+    tls_cert: Path | None = setting(  # noqa: RUF009
+        None,
+        doc='Server certificate (PEM); "" = STATE_DIR/mgmt/tls/server.pem.',
+        parse=_optional_abs_path,
+    )
+    tls_key: Path | None = setting(  # noqa: RUF009
+        None,
+        doc='Server private key (PEM); "" = STATE_DIR/mgmt/tls/server.key.',
+        parse=_optional_abs_path,
+    )
+    tls_client_ca: Path | None = setting(  # noqa: RUF009
+        None,
+        doc='CA (PEM) client certificates must chain to; "" = STATE_DIR/mgmt/tls/ca.pem.',
+        parse=_optional_abs_path,
+    )
+    uid_roles: tuple[tuple[str, str], ...] = setting(
+        (("root", "admin"),),
+        doc="Local callers: user name or numeric uid -> role (viewer, operator, "
+        "risk-officer, admin). A numeric entry wins over a name. Unlisted: no role.",
+        parse=_role_map("user"),
+    )
+    cert_roles: tuple[tuple[str, str], ...] = setting(
+        (),
+        doc="TLS callers: client certificate subject CN -> role. Unlisted: no role.",
+        parse=_role_map("cn"),
+    )
+    audit_log: Path | None = setting(  # noqa: RUF009
+        None,
+        doc="Append-only audit trail (JSON lines, fsync per record); "
+        '"" = STATE_DIR/mgmt/audit.jsonl.',
+        parse=_optional_abs_path,
+    )
+    role_timeout_s: float = setting(
+        2.0, doc="Deadline of each call mgmtd makes to a role's control socket.", parse=_seconds
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TectraConfig:
     """The whole configuration of one appliance (one TOML file)."""
@@ -761,6 +843,7 @@ class TectraConfig:
     journal: JournalConfig = section(JournalConfig, doc="Journal writer.")  # noqa: RUF009
     demo: DemoConfig = section(DemoConfig, doc="The ring demo's publisher and consumer.")  # noqa: RUF009
     kill: KillConfig = section(KillConfig, doc="The kill switch.")  # noqa: RUF009
+    mgmt: MgmtConfig = section(MgmtConfig, doc="The management daemon tectra-mgmtd.")  # noqa: RUF009
     # Where this config came from (for error messages); not a TOML key (no parser).
     source: str = field(default="<defaults>", compare=False)
 
