@@ -147,6 +147,13 @@ def _integer(lo: int, hi: int | None = None) -> Parser:
     return parse
 
 
+def _text_value(value: object, key: str, _ctx: _Context) -> str:
+    text = _string(value, key)
+    if not text.isprintable():
+        raise ConfigError(key, value, "must be printable text")
+    return text
+
+
 def _seconds(value: object, key: str, _ctx: _Context) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(key, value, f"expected a number of seconds, got {type(value).__name__}")
@@ -827,6 +834,86 @@ class MgmtConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    """``[gateway]``: the order gateway (``tectra run gateway``): FIX 4.4 client sessions,
+    pre-trade risk, OUCH 4.2 over SoupBinTCP to one venue."""
+
+    fix_port: int = setting(
+        9878,
+        doc="TCP port the FIX acceptor listens on (every interface).",
+        parse=_integer(1, 65535),
+    )
+    fix_sessions: Path | None = setting(  # noqa: RUF009
+        None,
+        doc="TOML file with the FIX client sessions ([[sessions]] tables: session_id, "
+        "sender_comp_id, target_comp_id, account, account_id, credentials, "
+        "cancel_on_disconnect) and acceptor options (store, heartbeat_s, ...); "
+        '"" = no client sessions (the gateway refuses to start).',
+        parse=_optional_abs_path,
+    )
+    venue_name: str = setting(
+        "SIM", doc="Venue name (limits [venues.NAME], token files, logs).", parse=_identifier
+    )
+    venue_id: int = setting(
+        1, doc="Venue id put on every order (ORDER_REQUEST.venue_id).", parse=_integer(1, 65535)
+    )
+    venue_host: str = setting(
+        "127.0.0.1", doc="Venue order-entry (SoupBinTCP) address.", parse=_optional_ip
+    )
+    venue_port: int = setting(
+        15000, doc="Venue order-entry (SoupBinTCP) port.", parse=_integer(1, 65535)
+    )
+    venue_username: str = setting(
+        "GW1", doc="SoupBinTCP login username (up to 6 characters).", parse=_name
+    )
+    venue_password: str = setting(
+        "", doc="SoupBinTCP login password (up to 10 characters).", parse=_text_value
+    )
+    venue_session: str = setting(
+        "", doc='SoupBinTCP session to log into; "" = the venue\'s current one.', parse=_text_value
+    )
+    limits_file: Path | None = setting(  # noqa: RUF009
+        None,
+        doc="Risk limits file (docs/risk.md) applied at start when it differs from the active "
+        'version in STATE_DIR/risk/limits.sqlite; "" = use the stored limits.',
+        parse=_optional_abs_path,
+    )
+    references: str = setting(
+        "feed",
+        doc="Reference prices for price bands and staleness: feed (the feed's [feed] refs_table "
+        "in shared memory; missing or stale rejects, fail closed) or static (static_references, "
+        "re-stamped on every order: tests, benchmarks, venues without a feed).",
+        parse=_choice("feed", "static"),
+    )
+    static_references: str = setting(
+        "",
+        doc='With references = static: "SYMBOL=PRICE,..." (prices in currency units).',
+        parse=_text_value,
+    )
+    order_capacity: int = setting(
+        100_000, doc="Orders the order store holds (live + recently final).", parse=_integer(16)
+    )
+    send_pending: bool = setting(
+        False, doc="Send PendingNew/PendingCancel/PendingReplace reports to clients.", parse=_bool
+    )
+    slow_rate_per_s: int = setting(
+        10, doc="Kill SLOW mode: orders per second per session.", parse=_integer(1)
+    )
+    tokens_fsync: bool = setting(
+        False,
+        doc="fsync the ClOrdID-token log on every batch (else flushed: survives a process "
+        "crash, not a host crash; the token high-water mark is always fsync'd).",
+        parse=_bool,
+    )
+    capture: bool = setting(
+        False,
+        doc="Journal every gateway step (client requests, venue messages, kill verdicts, "
+        "limits reloads, and outputs) under STATE_DIR/journal/gateway for replay.",
+        parse=_bool,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TectraConfig:
     """The whole configuration of one appliance (one TOML file)."""
 
@@ -843,6 +930,7 @@ class TectraConfig:
     journal: JournalConfig = section(JournalConfig, doc="Journal writer.")  # noqa: RUF009
     demo: DemoConfig = section(DemoConfig, doc="The ring demo's publisher and consumer.")  # noqa: RUF009
     kill: KillConfig = section(KillConfig, doc="The kill switch.")  # noqa: RUF009
+    gateway: GatewayConfig = section(GatewayConfig, doc="The order gateway.")  # noqa: RUF009
     mgmt: MgmtConfig = section(MgmtConfig, doc="The management daemon tectra-mgmtd.")  # noqa: RUF009
     # Where this config came from (for error messages); not a TOML key (no parser).
     source: str = field(default="<defaults>", compare=False)

@@ -273,6 +273,7 @@ def test_every_key_is_documented() -> None:
         "demo",
         "kill",
         "mgmt",
+        "gateway",
     }
     missing = [k.key for k in keys if f"`{k.key}`" not in doc]
     assert not missing, f"undocumented config keys: {missing}"
