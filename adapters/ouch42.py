@@ -31,7 +31,7 @@ import operator
 import re
 import struct
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -1038,6 +1038,57 @@ class OuchOrderTracker:
 
     def __len__(self) -> int:
         return len(self._orders)
+
+    def state(self) -> dict[str, Any]:
+        """The whole tracker as JSON-ready data (snapshots); `from_state` rebuilds it."""
+
+        def order(o: _Order) -> dict[str, Any]:
+            d = {f.name: getattr(o, f.name) for f in fields(_Order)}
+            d["cl_ord_id"] = o.cl_ord_id.hex()
+            d["symbol"] = o.symbol.hex()
+            d["orig_cl_ord_id"] = o.orig_cl_ord_id.hex()
+            d["status"] = int(o.status)
+            d["pending_cancel"] = (
+                None
+                if o.pending_cancel is None
+                else [o.pending_cancel[0], o.pending_cancel[1].hex()]
+            )
+            d["fills"] = [[k, v[0], v[1]] for k, v in o.fills.items()]
+            return d
+
+        return {
+            "venue_id": self.venue_id,
+            "midnight_realtime_ns": self.midnight_realtime_ns,
+            "max_orders": self.max_orders,
+            "max_fills": self.max_fills,
+            "seq": self._seq,
+            "orders": [order(o) for o in self._orders.values()],
+            "closed": list(self._closed),
+            "replacing": dict(self._replacing),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> OuchOrderTracker:
+        t = cls(
+            venue_id=int(state["venue_id"]),
+            midnight_realtime_ns=int(state["midnight_realtime_ns"]),
+            max_orders=int(state["max_orders"]),
+            max_fills=int(state["max_fills"]),
+        )
+        t._seq = int(state["seq"])
+        for saved in state["orders"]:
+            d = dict(saved)
+            for name in ("cl_ord_id", "symbol", "orig_cl_ord_id"):
+                d[name] = bytes.fromhex(d[name])
+            d["status"] = OrdStatus(d["status"])
+            pc = d["pending_cancel"]
+            d["pending_cancel"] = None if pc is None else (int(pc[0]), bytes.fromhex(pc[1]))
+            d["fills"] = OrderedDict((int(k), (int(q), int(px))) for k, q, px in d["fills"])
+            o = _Order(**d)
+            t._orders[o.token] = o
+        t._closed = OrderedDict((tok, None) for tok in state["closed"])
+        t._replacing = dict(state["replacing"])
+        return t
 
     def order_state(self, token: str) -> tuple[OrdStatus, int, int] | None:
         """(status, cum_qty, leaves_qty) of a remembered token."""

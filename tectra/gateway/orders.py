@@ -69,6 +69,7 @@ __all__ = [
     "RequestRejectCause",
     "TransitionSource",
     "pack_arrays",
+    "request_rejects",
     "round_div",
     "unpack_arrays",
 ]
@@ -341,6 +342,11 @@ class OrderStore:
             return None
         row = self.rows[slot]
         return {name: row[name].item() for name in ORDER_ROW_DTYPE.names or ()}
+
+    def order_id_for(self, session_id: int, cl_ord_id: bytes) -> int | None:
+        """Order id of the row holding (session, ClOrdID), or None."""
+        slot = self._by_cl.get((int(session_id), bytes(cl_ord_id)))
+        return None if slot is None else int(self.rows["order_id"][slot])
 
     def status(self, order_id: int) -> OrdStatus | None:
         slot = self._by_id.get(int(order_id))
@@ -1142,7 +1148,7 @@ class OrderStateComponent:
             trans = self.store.last_transitions
             reports = [
                 self.store.execution_reports(trans, now_ns),
-                _request_rejects(inputs[~accepted], reasons[~accepted], now_ns),
+                request_rejects(inputs[~accepted], reasons[~accepted], now_ns),
             ]
             client = new_records(EXECUTION_REPORT, sum(int(r.shape[0]) for r in reports))
             pos = 0
@@ -1181,9 +1187,10 @@ class OrderStateComponent:
             self.positions = type(self.positions).from_state_arrays(pos)
 
 
-def _request_rejects(
+def request_rejects(
     requests: npt.NDArray[np.void], reasons: npt.NDArray[np.uint16], now_ns: int
 ) -> npt.NDArray[np.void]:
+    """Client EXECUTION_REPORTs (REJECTED) for refused ORDER_REQUESTs, one per request."""
     out = new_records(EXECUTION_REPORT, int(requests.shape[0]))
     for name in (
         "order_id",

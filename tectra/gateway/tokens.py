@@ -39,6 +39,8 @@ __all__ = [
     "TOKEN_ALPHABET",
     "AssignStatus",
     "ClOrdIdMap",
+    "GatewayTokens",
+    "MemoryAllocator",
     "TokenAllocator",
     "TokenAssignment",
     "TokenStoreError",
@@ -517,3 +519,113 @@ class VenueSessionTokens:
 
     def cl_ord_id_for(self, token: str) -> str | None:
         return self.map.cl_ord_id_for(token)
+
+
+class MemoryAllocator:
+    """A TokenAllocator without a file: numbers from `start`, for replay and tests (replay
+    must hand out exactly the numbers the live run did, so it starts where the snapshot says)."""
+
+    def __init__(self, start: int = 1, *, prefix: str = "") -> None:
+        _check_prefix(prefix)
+        if start < 1:
+            raise TokenStoreError(TokenStoreErrorReason.INVALID, "start must be >= 1")
+        self.prefix = prefix
+        self._next = start
+
+    @property
+    def next_number(self) -> int:
+        return self._next
+
+    def next_tokens(self, n: int) -> list[str]:
+        if self._next + n > token_capacity(self.prefix):
+            raise TokenStoreError(TokenStoreErrorReason.EXHAUSTED, "out of tokens")
+        out = [encode_token(self._next + i, self.prefix) for i in range(n)]
+        self._next += n
+        return out
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class GatewayTokens:
+    """The gateway's token source: one allocator for the venue session (tokens are unique per
+    venue session) and one ClOrdID map per FIX client session (ClOrdIDs are unique per client
+    session, so two clients may use the same one).
+
+    Durable (`state_dir` given): the allocator's high-water mark is fsync'd before a token of a
+    new block is used, and each map is an append-only log flushed on every batch (and fsync'd
+    when `fsync`), so after a crash no token is reused and a resent ClOrdID is refused as a
+    duplicate instead of reaching the venue twice. In memory (`state_dir` None): for replay.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str | None,
+        *,
+        venue: str,
+        session: str,
+        prefix: str = "",
+        start: int = 1,
+        block_size: int = 1024,
+        max_entries: int = 1_000_000,
+        fsync: bool = False,
+    ) -> None:
+        self._dir = None if state_dir is None else Path(state_dir)
+        self.allocator: TokenAllocator | MemoryAllocator
+        if self._dir is None:
+            self.allocator = MemoryAllocator(start, prefix=prefix)
+        else:
+            self.allocator = TokenAllocator(
+                self._dir / f"tokens-{venue}-{session}.hwm",
+                venue=venue,
+                session=session,
+                prefix=prefix,
+                block_size=block_size,
+            )
+        self._venue = venue
+        self._session = session
+        self._max_entries = max_entries
+        self.fsync = fsync
+        self._maps: dict[int, ClOrdIdMap] = {}
+
+    @property
+    def next_number(self) -> int:
+        return self.allocator.next_number
+
+    def _map(self, fix_session: int) -> ClOrdIdMap:
+        m = self._maps.get(fix_session)
+        if m is None:
+            path = (
+                None
+                if self._dir is None
+                else self._dir / f"clordid-{self._venue}-{self._session}-{fix_session}.log"
+            )
+            m = ClOrdIdMap(path, max_entries=self._max_entries)
+            self._maps[fix_session] = m
+        return m
+
+    def assign(self, fix_session: int, cl_ord_ids: Sequence[str]) -> list[TokenAssignment]:
+        """Tokens for the ClOrdIDs of one client session (one durable write for the batch)."""
+        m = self._map(fix_session)
+        statuses = m.check(cl_ord_ids)
+        fresh = [cl for cl, st in zip(cl_ord_ids, statuses, strict=True) if st is AssignStatus.OK]
+        tokens = iter(self.allocator.next_tokens(len(fresh)))
+        pairs = [(cl, next(tokens)) for cl in fresh]
+        if pairs:
+            m.add(pairs, fsync=self.fsync)
+        given = dict(pairs)
+        out: list[TokenAssignment] = []
+        for cl, st in zip(cl_ord_ids, statuses, strict=True):
+            if st is AssignStatus.OK:
+                out.append(TokenAssignment(st, cl, given[cl]))
+            elif st is AssignStatus.DUPLICATE:
+                out.append(TokenAssignment(st, cl, m.token_for(cl) or given.get(cl, "")))
+            else:
+                out.append(TokenAssignment(st, cl))
+        return out
+
+    def close(self) -> None:
+        for m in self._maps.values():
+            m.close()
+        self._maps.clear()
+        self.allocator.close()
