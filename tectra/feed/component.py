@@ -1,8 +1,11 @@
 """The feed as a journal `Component`: raw UDP payloads in, BookUpdate/Tick/Trade out.
 
-Live capture wraps it in a `tectra.journal.capture.Recorder`, so every receive batch (as a
-RAW_PACKET opaque batch) and the records it produced are journaled step by step; replay feeds
-the recorded packets back through the same `FeedHandler.step` and diffs the outputs.
+Live capture (`feed.capture`) steps the handler exactly as `FeedComponent.step` does and hands
+each receive batch (as a RAW_PACKET opaque batch) and the records it produced to a
+`tectra.journal.tap.CaptureTap`, which journals them off the hot thread; replay feeds the
+recorded packets back through `FeedComponent.step` (the same `FeedHandler.step`) and diffs the
+outputs. A `tectra.journal.capture.Recorder` around this component journals the same steps
+in-line (per-step frames), for tests and tools.
 
 Determinism note: a captured step stamps every packet of the batch with the step's `now_ns`
 (the journaled time), not its own receive time, so the outputs' header `ts_ns` are a function
@@ -15,6 +18,7 @@ import pickle
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from adapters.moldudp64 import PacketBatch as MoldPackets
 from adapters.moldudp64 import SessionConfig
@@ -26,15 +30,48 @@ from tectra.journal.format import RecordType
 from tectra.schema import Component
 
 
-def packets_to_opaque(batch: PacketBatch) -> OpaqueBatch:
-    """A receive batch as one opaque RAW_PACKET batch (payloads back to back), gathered with
-    one fancy index instead of a Python loop over packets."""
-    lengths = batch.lengths.astype(np.int64)
-    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+def packets_to_opaque(batch: PacketBatch | MoldPackets) -> OpaqueBatch:
+    """A receive batch as one opaque RAW_PACKET batch (payloads back to back), a copy that
+    outlives the receiver's buffers. One packet, or packets already back to back (recvmmsg
+    into one buffer), is one slice copy; otherwise one fancy-index gather, never a Python loop
+    over packets."""
+    starts: npt.NDArray[Any]
+    lengths: npt.NDArray[Any]
+    if isinstance(batch, MoldPackets):
+        buf, starts, lengths = batch.buf, batch.offsets, batch.lengths
+    else:
+        buf, starts, lengths = batch.payload, batch.offsets, batch.lengths
+    n = int(lengths.shape[0])
+    if n == 0:
+        return OpaqueBatch.empty(int(RecordType.RAW_PACKET))
+    if n == 1:
+        lo, size = int(starts[0]), int(lengths[0])
+        return OpaqueBatch(
+            int(RecordType.RAW_PACKET),
+            buf[lo : lo + size].copy(),
+            np.array([0, size], dtype=np.int64),
+        )
+    offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    starts = batch.offsets.astype(np.int64)
-    index = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
-    return OpaqueBatch(int(RecordType.RAW_PACKET), batch.payload[index], offsets)
+    first = int(starts[0])
+    if (starts.astype(np.int64) - first == offsets[:-1]).all():
+        data = buf[first : first + int(offsets[-1])].copy()
+    else:
+        index = np.arange(int(offsets[-1]), dtype=np.int64) + np.repeat(
+            starts.astype(np.int64) - offsets[:-1], lengths.astype(np.int64)
+        )
+        data = buf[index]
+    return OpaqueBatch(int(RecordType.RAW_PACKET), data, offsets)
+
+
+def opaque_to_packets(inputs: OpaqueBatch, now_ns: int) -> MoldPackets:
+    """The packets of a RAW_PACKET batch, every one stamped with the step's `now_ns` (not its
+    receive time: the outputs must be a function of the journaled inputs alone). The stamps are
+    an explicit array, which is the same to the session as "no stamps, use now_ns" but keeps it
+    on its fast in-order path."""
+    offsets = inputs.offsets
+    n = offsets.shape[0] - 1
+    return MoldPackets(inputs.data, offsets[:-1], np.diff(offsets), np.full(n, now_ns, np.int64))
 
 
 class FeedComponent:
@@ -57,9 +94,7 @@ class FeedComponent:
     def step(self, inputs: StepInputs, now_ns: int) -> StepOutputs:
         if not isinstance(inputs, OpaqueBatch):
             raise TypeError("the feed steps on RAW_PACKET opaque batches")
-        offsets = inputs.offsets
-        packets = MoldPackets(inputs.data, offsets[:-1], np.diff(offsets), None)
-        step = self.handler.step(packets, now_ns)
+        step = self.handler.step(opaque_to_packets(inputs, now_ns), now_ns)
         self.last_step = step
         return [step.updates, step.ticks, step.trades]
 

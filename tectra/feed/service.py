@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from adapters.moldudp64 import PacketBatch as MoldPackets
 from adapters.moldudp64 import SessionConfig
 from tectra.core.clock import monotonic_ns
 from tectra.core.config import TectraConfig
-from tectra.feed.component import FeedComponent, packets_to_opaque
+from tectra.feed.component import FeedComponent, opaque_to_packets, packets_to_opaque
+from tectra.feed.control import feed_control
 from tectra.feed.handler import FeedHandler, FeedLimits, FeedStep
 from tectra.feed.refs import RefTable
 from tectra.feed.snapshot import SnapshotWriter, warm_start
@@ -28,7 +27,7 @@ from tectra.io.netns import in_namespace
 from tectra.io.receive import PacketBatch, Receiver, open_receiver
 from tectra.io.ring_metrics import register_ring_metrics
 from tectra.io.shm import RingKind, RingPolicy, ShmRing
-from tectra.journal.capture import Recorder
+from tectra.journal.tap import CaptureTap
 from tectra.journal.writer import JournalWriter, WriterOptions
 from tectra.roles.shell import RoleShell
 from tectra.schema import LAYOUTS, LifecycleState
@@ -115,7 +114,7 @@ def _open_receiver(config: TectraConfig) -> Receiver:
 class FeedLoop:
     """One turn of the feed: receive a batch, step it, fetch retransmissions and step them,
     send the session's requests. The role and the kernel tests both drive the feed with it.
-    With a `recorder` (capture on) every step goes through the journal's Recorder instead."""
+    With a `tap` (capture on) every step is also handed to the journal's CaptureTap."""
 
     def __init__(
         self,
@@ -123,9 +122,9 @@ class FeedLoop:
         receiver: Receiver,
         requests: socket.socket,
         retrans_to: tuple[str, int],
-        recorder: Recorder | None = None,
+        tap: CaptureTap | None = None,
     ) -> None:
-        self.recorder = recorder
+        self.tap = tap
         self.handler = handler
         self.receiver = receiver
         self.requests = requests
@@ -151,19 +150,14 @@ class FeedLoop:
         return steps
 
     def _step(self, packets: PacketBatch | MoldPackets, now_ns: int) -> FeedStep:
-        if self.recorder is None:
+        if self.tap is None:
             return self.handler.step(packets, now_ns)
-        if isinstance(packets, MoldPackets):
-            packets = PacketBatch(
-                packets.buf,
-                packets.offsets.astype(np.uint32),
-                packets.lengths.astype(np.uint32),
-                np.full(len(packets), now_ns, dtype=np.int64),
-            )
-        self.recorder.step(packets_to_opaque(packets), now_ns)
-        component = self.recorder.component
-        assert isinstance(component, FeedComponent) and component.last_step is not None
-        return component.last_step
+        # Captured: step on the journaled copy exactly as FeedComponent.step (what replay runs)
+        # does — every packet stamped with now_ns — then one push of inputs and outputs.
+        inputs = packets_to_opaque(packets)
+        step = self.handler.step(opaque_to_packets(inputs, now_ns), now_ns)
+        self.tap.record(inputs, (step.updates, step.ticks, step.trades), now_ns, owned_inputs=True)
+        return step
 
 
 def run_feed(config: TectraConfig) -> int:
@@ -193,9 +187,11 @@ def run_feed(config: TectraConfig) -> int:
         if feed.capture
         else None
     )
-    recorder = Recorder(component, journal, batch_frames=True) if journal is not None else None
+    tap = CaptureTap(journal, int(component.component_id)) if journal is not None else None
     receiver = _open_receiver(config)
-    with RoleShell("feed", config, io_path=receiver.io_path) as shell:
+    # FeedControl (GetBook for tectra-mgmtd) on the feed's control socket.
+    control = feed_control(lambda: handler.book)
+    with RoleShell("feed", config, io_path=receiver.io_path, services=[control]) as shell:
         shell.lifecycle.transition(LifecycleState.WARMUP, "warming the decode and book path")
         if restored:
             shell.log.info("warm start", snapshot=str(restored[1].path), next_seq=start_seq)
@@ -214,10 +210,10 @@ def run_feed(config: TectraConfig) -> int:
         )
         totals = FeedTotals()
         edges = FeedEdges(rings, refs, totals)
-        loop = FeedLoop(
-            handler, receiver, requests, (feed.retrans_host, feed.retrans_port), recorder
-        )
-        shell.details["capture"] = lambda: "on" if recorder is not None else "off"
+        loop = FeedLoop(handler, receiver, requests, (feed.retrans_host, feed.retrans_port), tap)
+        shell.details["capture"] = lambda: "on" if tap is not None else "off"
+        if tap is not None:
+            _register_capture_metrics(shell, tap)
         latency = shell.metrics.latency_histogram(
             "tectra_feed_recv_to_book_latency",
             "Packet seen by the receive path to its book outputs ready, per message.",
@@ -249,8 +245,8 @@ def run_feed(config: TectraConfig) -> int:
                 snapshots.write(handler.book, written_ns=monotonic_ns())
             requests.close()
             receiver.close()
-            if journal is not None:
-                journal.close()
+            if tap is not None:
+                tap.close()  # journals what is queued, then seals the segment
             refs.close()
             for ring in rings.values():
                 ring.close()
@@ -343,6 +339,28 @@ def _register_metrics(
         "Receive-path counters (frames, empty polls, fill failures, drops ...).",
         lambda: {(k,): float(v) for k, v in receiver.stats().items() if isinstance(v, int)},
         labels=["counter"],
+    )
+
+
+def _register_capture_metrics(shell: RoleShell, tap: CaptureTap) -> None:
+    shell.metrics.counter_from(
+        "tectra_feed_capture_steps",
+        "Feed steps captured: recorded (queued), written (journaled), dropped (queue full or "
+        "writer failed; journaled as a GAP).",
+        lambda: {
+            ("recorded",): float(tap.recorded_steps),
+            ("written",): float(tap.written_steps),
+            ("dropped",): float(tap.dropped_steps),
+        },
+        labels=["state"],
+    )
+    shell.metrics.counter_from(
+        "tectra_feed_capture_gaps", "Runs of dropped capture steps.", lambda: float(tap.gaps)
+    )
+    shell.metrics.gauge_from(
+        "tectra_feed_capture_queued_bytes",
+        "Bytes waiting in the capture queue for the writer thread.",
+        lambda: float(tap.counters.queued_bytes),
     )
 
 

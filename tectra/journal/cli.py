@@ -128,7 +128,7 @@ def _replay(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     print(json.dumps(report.to_dict(), indent=1) if args.json else report.format_text())
-    return EXIT_OK if report.zero else EXIT_DAMAGED
+    return EXIT_OK if report.zero and report.complete else EXIT_DAMAGED
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -116,6 +116,7 @@ class RecordType(enum.IntEnum):
     FIX_MESSAGE = 0xF002  # one FIX message, SOH-delimited, as sent or received
     VENUE_MESSAGE = 0xF003  # one venue order-entry message (SoupBinTCP/OUCH packet)
     RECORD_BATCH = 0xF004  # N schema records of one layout in one frame (high-rate streams)
+    STEP_BLOCK = 0xF005  # many captured steps (inputs and outputs) of one component (stepblock)
     SNAPSHOT_STATE = 0xF010  # a component's serialized state (kind SNAPSHOT)
     TIMER = 0xF011  # empty payload: a step() call that had no inputs, only time
     GAP = 0xF020  # the source reported loss: payload u64 count of records lost before this

@@ -44,6 +44,7 @@ from tectra.journal.capture import (
 from tectra.journal.format import (
     BATCH_HEAD,
     FRAME_HEADER_SIZE,
+    FormatError,
     RecordKind,
     RecordType,
     crc32c,
@@ -54,9 +55,10 @@ from tectra.journal.format import (
     type_name,
 )
 from tectra.journal.reader import FrameBatch, JournalReader
+from tectra.journal.stepblock import decode_step_block
 from tectra.journal.writer import JournalWriter
 from tectra.schema import Component as ComponentId
-from tectra.schema import RecordFlag, layout_by_type_id
+from tectra.schema import RecordFlag, SchemaError, layout_by_type_id
 
 __all__ = [
     "DiffReport",
@@ -313,7 +315,10 @@ def iter_steps(
     wanted = None if components is None else np.array(sorted(set(components)), dtype=np.uint8)
     pending: list[tuple[FrameBatch, npt.NDArray[np.intp]]] = []
     key: tuple[int, int] | None = None
-    for fb in JournalReader(directory).batches(start_seq=start_seq, max_frames=max_frames):
+
+    def plain(fb: FrameBatch) -> Iterator[StepGroup]:
+        """Step groups of per-step frames (INPUT/OUTPUT), which may straddle read batches."""
+        nonlocal pending, key
         kind = fb.kind
         mask = kind == RecordKind.OUTPUT
         if not outputs_only:
@@ -322,7 +327,7 @@ def iter_steps(
             mask &= np.isin(fb.component, wanted)
         idx = np.flatnonzero(mask)
         if idx.shape[0] == 0:
-            continue
+            return
         steps = fb.step[idx]
         comps = fb.component[idx]
         cuts = np.flatnonzero((steps[1:] != steps[:-1]) | (comps[1:] != comps[:-1])) + 1
@@ -374,8 +379,56 @@ def iter_steps(
                 input_seqs=plan.in_seqs[a:b],
                 expected=expected,
             )
+
+    for fb in JournalReader(directory).batches(start_seq=start_seq, max_frames=max_frames):
+        blocks = fb.type == RecordType.STEP_BLOCK
+        if wanted is not None:
+            blocks &= np.isin(fb.component, wanted)
+        at = np.flatnonzero(blocks).tolist()
+        if not at:
+            yield from plain(fb)
+            continue
+        start = 0
+        for i in [*at, len(fb)]:
+            if i > start:
+                yield from plain(fb.select(np.arange(start, i)))
+            if i < len(fb):
+                if pending:
+                    yield _materialize(pending)
+                    pending, key = [], None
+                yield from _block_groups(fb, i)
+            start = i + 1
     if pending:
         yield _materialize(pending)
+
+
+def _block_groups(fb: FrameBatch, i: int) -> Iterator[StepGroup]:
+    """The steps of the STEP_BLOCK frame `i` of `fb` (the light capture path's frames)."""
+    seq = int(fb.seq[i])
+    try:
+        steps = decode_step_block(fb.payload(i))
+    except (FormatError, SchemaError) as exc:
+        raise ReplayError(f"STEP_BLOCK seq {seq} in {fb.segment.name} is malformed: {exc}") from exc
+    component = int(fb.component[i])
+    for st in steps:
+        seqs = np.full(len(st.inputs), seq, dtype=np.uint64)
+        yield StepGroup(
+            component=component,
+            step=st.step,
+            now_ns=st.now_ns,
+            segment=fb.segment.name,
+            first_seq=seq,
+            inputs=st.inputs,
+            input_seqs=seqs,
+            expected=[
+                (_chunk_type(out), out, np.full(len(out), seq, dtype=np.uint64))
+                for out in st.outputs
+            ],
+        )
+
+
+def _chunk_type(out: npt.NDArray[Any] | OpaqueBatch) -> int:
+    return out.type_code if isinstance(out, OpaqueBatch) else int(out["type_id"][0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,10 +494,20 @@ class DiffReport:
     first_now_ns: int | None = None
     last_now_ns: int | None = None
     snapshot_steps: dict[str, int] = field(default_factory=dict)
+    gaps: int = 0
+    steps_lost: int = 0
+    steps_not_replayed: int = 0
+    first_gap: str | None = None
 
     @property
     def zero(self) -> bool:
         return self.divergences == 0
+
+    @property
+    def complete(self) -> bool:
+        """False when the recording has gaps (steps the capture lost): replay of a component
+        stops at its first gap, so what follows was not verified."""
+        return self.gaps == 0
 
     @property
     def span_s(self) -> float:
@@ -484,6 +547,10 @@ class DiffReport:
             "span_s": self.span_s,
             "realtime_multiple": self.realtime_multiple,
             "snapshot_steps": dict(self.snapshot_steps),
+            "gaps": self.gaps,
+            "steps_lost": self.steps_lost,
+            "steps_not_replayed": self.steps_not_replayed,
+            "first_gap": self.first_gap,
         }
 
     def format_text(self) -> str:
@@ -501,6 +568,11 @@ class DiffReport:
             )
         if self.snapshot_steps:
             lines.append(f"  started from snapshots at steps {self.snapshot_steps}")
+        if self.gaps:
+            lines.append(
+                f"  GAPS: {self.gaps} in the recording, {self.steps_lost} steps lost; "
+                f"{self.steps_not_replayed} later steps not replayed; first: {self.first_gap}"
+            )
         if not self.zero:
             lines.append(f"  divergent steps: {self.divergent_steps}")
             lines.append(f"  by component: {self.by_component}")
@@ -787,10 +859,32 @@ class ReplayEngine:
         wall0: float | None = None
         speed = opts.speed if opts.mode is ReplayMode.SPEED else 1.0
         paced = opts.mode in (ReplayMode.REALTIME, ReplayMode.SPEED)
+        last_step: dict[int, int] = {}
+        stopped: set[int] = set()
         try:
             for group in iter_steps(self.directory, self.components, start_seq=start_seq):
                 if group.step < skip_before.get(group.component, 0):
                     continue
+                if group.component in stopped:
+                    report.steps_not_replayed += 1
+                    continue
+                last = last_step.get(group.component)
+                if last is not None and group.step > last + 1:
+                    # The capture lost steps here (a full capture queue): the component's
+                    # state after them is unknown, so comparing further would only report
+                    # the gap as divergences. Say so and stop replaying this component.
+                    report.gaps += 1
+                    report.steps_lost += group.step - last - 1
+                    report.steps_not_replayed += 1
+                    if report.first_gap is None:
+                        report.first_gap = (
+                            f"{component_name(group.component)} steps {last + 1}.."
+                            f"{group.step - 1} missing before {group.segment} seq "
+                            f"{group.first_seq}"
+                        )
+                    stopped.add(group.component)
+                    continue
+                last_step[group.component] = group.step
                 if group.inputs is None:
                     raise ReplayError(
                         f"{component_name(group.component)} step {group.step} "

@@ -39,7 +39,8 @@ from tectra.journal.format import (
 from tectra.journal.manifest import Manifest, ManifestError, SegmentEntry, load_manifest
 from tectra.journal.merkle import MerkleBuilder
 from tectra.journal.reader import FrameBatch, SegmentReader, find_next_frame, scan_frames
-from tectra.schema import SchemaError, layout_by_type_id
+from tectra.journal.stepblock import decode_step_block
+from tectra.schema import Component, SchemaError, layout_by_type_id
 
 __all__ = [
     "Finding",
@@ -78,6 +79,7 @@ class FindingKind(enum.StrEnum):
     INDEX_MISMATCH = "index_mismatch"
     COUNT_MISMATCH = "count_mismatch"
     SCHEMA_PAYLOAD = "schema_payload"
+    SOURCE_GAP = "source_gap"  # a GAP frame: the producer lost records/steps (not damage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +189,51 @@ def _check_record_batches(batch: FrameBatch, name: str, out: list[Finding]) -> N
             )
 
 
+def _check_step_blocks_and_gaps(batch: FrameBatch, name: str, out: list[Finding]) -> None:
+    """STEP_BLOCK payloads must decode; GAP frames (the source lost records or steps) are
+    reported as warnings: the journal is intact, the recording is not complete."""
+    types = batch.type
+    for i in np.flatnonzero(types == RecordType.STEP_BLOCK).tolist():
+        try:
+            decode_step_block(batch.payload(i))
+        except (FormatError, SchemaError) as exc:
+            out.append(
+                Finding(
+                    FindingKind.SCHEMA_PAYLOAD,
+                    Severity.ERROR,
+                    name,
+                    f"STEP_BLOCK: {exc}",
+                    int(batch.offset[i]),
+                    int(batch.seq[i]),
+                )
+            )
+    for i in np.flatnonzero(types == RecordType.GAP).tolist():
+        payload = bytes(batch.payload(i))
+        lost = int.from_bytes(payload[:8], "little") if len(payload) >= 8 else None
+        step = int(batch.step[i])
+        out.append(
+            Finding(
+                FindingKind.SOURCE_GAP,
+                Severity.WARNING,
+                name,
+                f"{_component_name(int(batch.component[i]))} lost {lost} "
+                + (f"steps before step {step}" if step else "records before this point"),
+                int(batch.offset[i]),
+                int(batch.seq[i]),
+            )
+        )
+
+
+def _component_name(cid: int) -> str:
+    try:
+        return Component(cid).name.lower()
+    except ValueError:
+        return f"component {cid}"
+
+
 def _check_schema_payloads(batch: FrameBatch, name: str, out: list[Finding]) -> None:
     _check_record_batches(batch, name, out)
+    _check_step_blocks_and_gaps(batch, name, out)
     types = batch.type
     for t in np.unique(types).tolist():
         if not is_schema_type(t):
