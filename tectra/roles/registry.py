@@ -14,7 +14,7 @@ from tectra.core.config import TectraConfig
 
 RoleEntry = Callable[[TectraConfig], int]
 
-PLANNED_ROLES: Final = ("gateway", "kill", "mgmtd")
+PLANNED_ROLES: Final = ("gateway", "kill")
 
 
 class UnknownRoleError(LookupError):
@@ -33,6 +33,12 @@ def _journal(config: TectraConfig) -> int:
     return run_journal(config)
 
 
+def _mgmtd(config: TectraConfig) -> int:
+    from tectra.mgmt.daemon import run_mgmtd
+
+    return run_mgmtd(config)
+
+
 def _publisher(config: TectraConfig) -> int:
     from tectra.roles.ring_demo import run_publisher
 
@@ -48,6 +54,7 @@ def _consumer(config: TectraConfig) -> int:
 ROLES: Final[dict[str, RoleEntry]] = {
     "feed": _feed,
     "journal": _journal,
+    "mgmtd": _mgmtd,
     "publisher": _publisher,
     "consumer": _consumer,
 }
