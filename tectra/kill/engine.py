@@ -827,6 +827,24 @@ class KillEngine:
         self._persist()
         return result
 
+    def reapply_isolation(self) -> list[str]:
+        """Re-isolate the venues of active ISOLATE_VENUE kills (the egress guard does not
+        outlive the role process; the kill does)."""
+        with self._lock:
+            venues = sorted({k.target.scope_id for k in self._active.values() if k.isolated})
+        out = []
+        for venue in venues:
+            if self.isolator is None:
+                self._fail("isolate", "active isolation but no egress guard")
+                out.append(f"venue {venue}: kernel isolation unavailable")
+                continue
+            try:
+                out.append(self.isolator.isolate(venue))
+            except Exception as exc:
+                self._fail("isolate", repr(exc))
+                out.append(f"venue {venue}: isolation failed: {exc}")
+        return out
+
     # ------------------------------------------------------------------ acks
     def on_ack(self, ack: KillAck, recv_ns: int) -> None:
         """Called by the fan-out's ack thread (and NATS loop) for every ack."""

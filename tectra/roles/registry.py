@@ -14,7 +14,7 @@ from tectra.core.config import TectraConfig
 
 RoleEntry = Callable[[TectraConfig], int]
 
-PLANNED_ROLES: Final = ("gateway", "kill")
+PLANNED_ROLES: Final = ("gateway",)
 
 
 class UnknownRoleError(LookupError):
@@ -39,6 +39,12 @@ def _mgmtd(config: TectraConfig) -> int:
     return run_mgmtd(config)
 
 
+def _kill(config: TectraConfig) -> int:
+    from tectra.kill.role import run_kill
+
+    return run_kill(config)
+
+
 def _publisher(config: TectraConfig) -> int:
     from tectra.roles.ring_demo import run_publisher
 
@@ -54,6 +60,7 @@ def _consumer(config: TectraConfig) -> int:
 ROLES: Final[dict[str, RoleEntry]] = {
     "feed": _feed,
     "journal": _journal,
+    "kill": _kill,
     "mgmtd": _mgmtd,
     "publisher": _publisher,
     "consumer": _consumer,
