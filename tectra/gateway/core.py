@@ -92,7 +92,8 @@ __all__ = [
 ]
 
 KILL_VERDICTS: Final[int] = 0xF041
-"""Opaque input: one byte per order of the next request batch (0 OK, 1 SLOW, 2 BLOCKED)."""
+"""Opaque input: one byte per order of the next request batch (0 OK, 1 SLOW, 2 BLOCKED,
+3 venue down)."""
 SESSION_DOWN: Final[int] = 0xF042
 """Opaque input: u32 client session ids that logged out or dropped (cancel-on-disconnect)."""
 LIMITS_UPDATE: Final[int] = 0xF043
@@ -103,8 +104,15 @@ VENUE_MESSAGE: Final[int] = int(RecordType.VENUE_MESSAGE)
 KILL_OK: Final[int] = 0
 KILL_SLOW: Final[int] = 1
 KILL_BLOCKED: Final[int] = 2
+KILL_VENUE_DOWN: Final[int] = 3
+"""Not a kill: the venue session is down, so nothing can be sent (new orders and cancels are
+refused VENUE_REJECT rather than left pending)."""
 
 _U32 = struct.Struct("<I")
+EXEC_ID_BASE: Final = np.uint64(1 << 63)
+INTERNAL_PREFIX: Final[bytes] = b"~"
+"""ClOrdIDs of gateway-initiated requests (mass cancel, cancel-on-disconnect) start with this;
+clients may not use it."""
 _PENDING_EXEC: Final[frozenset[int]] = frozenset(
     {int(ExecType.PENDING_NEW), int(ExecType.PENDING_CANCEL), int(ExecType.PENDING_REPLACE)}
 )
@@ -216,6 +224,7 @@ class GatewayCore:
         self.positions = PositionBook(config.position_capacity)
         self.tracker = OuchOrderTracker(venue_id=config.venue_id)
         self.next_order_id = config.first_order_id
+        self.next_exec_id = 1
         self.counters: dict[str, int] = {}
         self.rejects_by_reason: dict[str, int] = {}
         self.kills: dict[int, KillProgress] = {}
@@ -258,7 +267,29 @@ class GatewayCore:
         return [] if result is None else result.journal_outputs()
 
     def apply(self, inputs: Any, now_ns: int) -> StepResult | None:
-        """Apply one input batch (see the module docstring); None for state-only inputs."""
+        """Apply one input batch (see the module docstring); None for state-only inputs.
+        Client reports without an execution id (all but venue fills) get a gateway one."""
+        result = self._dispatch(inputs, now_ns)
+        if result is not None and result.client_reports.shape[0]:
+            reps = result.client_reports
+            internal = np.char.startswith(reps["cl_ord_id"], INTERNAL_PREFIX)
+            if internal.any():
+                # A gateway-initiated cancel is unsolicited for the client: its report carries
+                # the order's own ClOrdID, and no OrigClOrdID.
+                reps["cl_ord_id"][internal] = reps["orig_cl_ord_id"][internal]
+                reps["orig_cl_ord_id"][internal] = b""
+            ids = result.client_reports["exec_id"]
+            missing = np.flatnonzero(ids == 0)
+            if missing.size:
+                # High bit set: never equal to a venue match number (those stay below 2**63).
+                first = self.next_exec_id
+                self.next_exec_id += int(missing.size)
+                ids[missing] = EXEC_ID_BASE + np.arange(
+                    first, first + missing.size, dtype=np.uint64
+                )
+        return result
+
+    def _dispatch(self, inputs: Any, now_ns: int) -> StepResult | None:
         if isinstance(inputs, OpaqueBatch):
             if inputs.type_code == VENUE_MESSAGE:
                 return self.on_venue(inputs.payloads(), now_ns)
@@ -319,6 +350,9 @@ class GatewayCore:
                     reasons[i] = RejectReason.INVALID_ORDER
                     continue
                 r["account_id"] = acct
+            if bytes(r["cl_ord_id"]).startswith(INTERNAL_PREFIX):
+                reasons[i] = RejectReason.INVALID_ORDER
+                continue
             if action == OrderAction.NEW:
                 sym = _text(bytes(r["symbol"]))
                 r["instrument_id"] = symbols.get(sym, 0)
@@ -351,6 +385,11 @@ class GatewayCore:
         # Kill verdicts: blocked orders are HALTED, slowed ones throttled; cancels always pass.
         if kill is not None:
             for i in np.flatnonzero(kill != KILL_OK).tolist():
+                if kill[i] == KILL_VENUE_DOWN:
+                    if not reasons[i]:
+                        reasons[i] = RejectReason.VENUE_REJECT
+                        self._count("venue_down")
+                    continue
                 if reasons[i] or int(reqs[i]["action"]) == OrderAction.CANCEL:
                     continue
                 if kill[i] == KILL_BLOCKED:
@@ -594,7 +633,7 @@ class GatewayCore:
                 ):
                     r[name] = row[name]
                 r["orig_cl_ord_id"] = row["cl_ord_id"]
-                r["cl_ord_id"] = f"{tag}-{self._internal_seq}".encode("ascii")[:20]
+                r["cl_ord_id"] = f"~{tag}-{self._internal_seq}".encode("ascii")[:20]
                 accepted, _ = self.store.on_requests(req, now_ns)
                 if not accepted[0]:
                     continue
@@ -631,6 +670,7 @@ class GatewayCore:
         arrays["tracker"] = np.frombuffer(tracker, np.uint8)
         meta = {
             "next_order_id": self.next_order_id,
+            "next_exec_id": self.next_exec_id,
             "next_token": self.tokens.next_number,
             "internal_seq": self.internal_seq,
             "limits_version": self.risk.limits.version,
@@ -656,6 +696,7 @@ class GatewayCore:
         self.refs.table[:] = arrays["refs"]
         meta = json.loads(arrays["meta"].tobytes())
         self.next_order_id = int(meta["next_order_id"])
+        self.next_exec_id = int(meta["next_exec_id"])
         self._internal_seq = int(meta["internal_seq"])
         self.tracker = OuchOrderTracker.from_state(json.loads(arrays["tracker"].tobytes()))
         if isinstance(self.tokens, GatewayTokens) and isinstance(

@@ -14,7 +14,7 @@ from tectra.core.config import TectraConfig
 
 RoleEntry = Callable[[TectraConfig], int]
 
-PLANNED_ROLES: Final = ("gateway",)
+PLANNED_ROLES: Final[tuple[str, ...]] = ()
 
 
 class UnknownRoleError(LookupError):
@@ -25,6 +25,12 @@ def _feed(config: TectraConfig) -> int:
     from tectra.feed.service import run_feed
 
     return run_feed(config)
+
+
+def _gateway(config: TectraConfig) -> int:
+    from tectra.gateway.role import run_gateway
+
+    return run_gateway(config)
 
 
 def _journal(config: TectraConfig) -> int:
@@ -59,6 +65,7 @@ def _consumer(config: TectraConfig) -> int:
 
 ROLES: Final[dict[str, RoleEntry]] = {
     "feed": _feed,
+    "gateway": _gateway,
     "journal": _journal,
     "kill": _kill,
     "mgmtd": _mgmtd,

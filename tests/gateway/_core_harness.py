@@ -88,7 +88,8 @@ class Harness:
         return self.venue.reference_prices[symbol]
 
     def send(self, reqs: np.ndarray) -> StepResult:
-        res = self.core.on_requests(reqs, self.tick())
+        res = self.core.apply(reqs, self.tick())
+        assert res is not None
         self.results.append(res)
         for payload in res.venue_out:
             self.venue.on_message(USER, payload, self.now)
