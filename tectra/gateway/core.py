@@ -39,6 +39,7 @@ either; the first answer a client sees is then the venue's).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from collections.abc import Mapping, Sequence
@@ -668,12 +669,17 @@ class GatewayCore:
         arrays["refs"] = self.refs.table.copy()
         tracker = json.dumps(self.tracker.state(), sort_keys=True).encode()
         arrays["tracker"] = np.frombuffer(tracker, np.uint8)
+        cfg = dataclasses.asdict(self.config)
+        cfg["session_accounts"] = sorted(self.config.session_accounts.items())
         meta = {
             "next_order_id": self.next_order_id,
             "next_exec_id": self.next_exec_id,
             "next_token": self.tokens.next_number,
             "internal_seq": self.internal_seq,
             "limits_version": self.risk.limits.version,
+            "limits": self.risk.limits.spec.to_document(),
+            "config": cfg,
+            "engine": dataclasses.asdict(self.risk.config),
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
         return pack_arrays(arrays)
@@ -688,13 +694,19 @@ class GatewayCore:
         def part(prefix: str) -> dict[str, npt.NDArray[Any]]:
             return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
 
+        meta = json.loads(arrays["meta"].tobytes())
+        cfg = dict(meta["config"])
+        cfg["session_accounts"] = {int(k): int(v) for k, v in cfg["session_accounts"]}
+        self.config = GatewayCoreConfig(**cfg)
+        limits = compile_limits(LimitsSpec.from_document(meta["limits"]), meta["limits_version"])
         self.store = OrderStore.from_state_arrays(part("orders."))
         self.positions = PositionBook.from_state_arrays(part("positions."))
-        self.risk = RiskEngine.from_state_arrays(
-            part("risk."), self.risk.limits, self.refs, max_batch=self.risk.config.max_batch
-        )
+        if arrays["refs"].shape != self.refs.table.shape:
+            self.refs = InMemoryReferences(int(arrays["refs"].shape[0]))
         self.refs.table[:] = arrays["refs"]
-        meta = json.loads(arrays["meta"].tobytes())
+        self.risk = RiskEngine.from_state_arrays(
+            part("risk."), limits, self.refs, max_batch=int(meta["engine"]["max_batch"])
+        )
         self.next_order_id = int(meta["next_order_id"])
         self.next_exec_id = int(meta["next_exec_id"])
         self._internal_seq = int(meta["internal_seq"])
