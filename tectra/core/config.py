@@ -905,6 +905,12 @@ class GatewayConfig:
         "crash, not a host crash; the token high-water mark is always fsync'd).",
         parse=_bool,
     )
+    kill_name: str = setting(
+        "gateway",
+        doc="Name this gateway acknowledges kill commands under (list it in [kill] subscribers "
+        "so a missing ack is reported by name).",
+        parse=_identifier,
+    )
     capture: bool = setting(
         False,
         doc="Journal every gateway step (client requests, venue messages, kill verdicts, "

@@ -65,6 +65,7 @@ from tectra.gateway.core import (
 from tectra.gateway.tokens import GatewayTokens
 from tectra.io.killblock import GatewayView, Scope, Verdict, open_gateway_view
 from tectra.journal.capture import OpaqueBatch, Recorder
+from tectra.kill.subscriber import CancelProgress
 from tectra.risk.engine import EngineConfig, RiskEngine
 from tectra.risk.limits import LimitsError, LimitsSpec, LimitsStore, compile_limits
 from tectra.risk.references import InMemoryReferences
@@ -237,6 +238,17 @@ class GatewayService:
             state_path=self.state_dir / "gateway" / f"venue-{gw.venue_name}.seq",
         )
         self.acceptor = FixAcceptor(self.fix_config, self, clock_ns=clock)
+        from tectra.kill.subscriber import KillSubscriber
+
+        self.kill_subscriber = KillSubscriber(
+            gw.kill_name,
+            self,
+            run_dir=self.state_dir / "run",
+            appliance=config.appliance.name,
+            nats_url=config.kill.nats_url,
+            subject_prefix=config.kill.subject_prefix,
+            confirm_timeout_s=config.kill.confirm_timeout_s,
+        )
         self.send_errors = 0
         self.venue_refused = 0
         self.metrics = metrics or MetricsRegistry()
@@ -258,6 +270,7 @@ class GatewayService:
             if self.recorder is not None:
                 self.recorder.snapshot(self.clock())  # replay starts from this state
         self.venue.start()
+        self.kill_subscriber.start(nats_wait_s=0.5)
         self.acceptor.start()
         self._started = True
 
@@ -266,6 +279,7 @@ class GatewayService:
             return
         self._started = False
         self.acceptor.stop()
+        self.kill_subscriber.stop()
         self.venue.stop()
         with self.lock:
             if self._journal is not None:
@@ -514,16 +528,25 @@ class GatewayService:
             return 0 if res is None else len(res.venue_out)
 
     def cancels_confirmed(self, kill_id: int) -> int:
+        return self.cancel_progress(kill_id).confirmed
+
+    def cancel_progress(self, kill_id: int) -> CancelProgress:
+        """(confirmed, failed) of the cancels kill KILL_ID caused (filled first = failed)."""
         with self.lock:
             prog = self.core.kills.get(kill_id)
-            return 0 if prog is None else prog.confirmed
+            return (
+                CancelProgress(0, 0)
+                if prog is None
+                else CancelProgress(prog.confirmed, prog.failed)
+            )
+
+    def orders_blocked(self, scope: int = 0, scope_id: int = 0) -> int:
+        """New orders the kill block refused since start (all scopes: not counted per scope)."""
+        return self.core.counters.get("kill_blocked", 0)
 
     def open_orders(self, scope: int = 0, scope_id: int = 0) -> int:
         with self.lock:
             return self.core.open_orders(KillScope[Scope(scope).name], scope_id)
-
-    def blocked_orders(self) -> int:
-        return self.core.counters.get("kill_blocked", 0)
 
     # ---- control plane -------------------------------------------------------------------
 
