@@ -13,7 +13,9 @@ This module owns the simulated venue's order-entry behaviour:
 * optional resting liquidity seeded from a seed, owned by the venue itself (its fills produce
   no OUCH messages, but every book change reaches `on_itch`, the feed side's hook);
 * `OuchVenueServer`: the asyncio shell (a `SoupServer` plus timers) and the command line:
-  `python -m tectra.sim.ouch_venue --port 15000 --symbols AAPL,MSFT --seed 1`.
+  `python -m tectra.sim.ouch_venue --port 15000 --symbols AAPL,MSFT --seed 1`; with a
+  `VenueFeed` (`--mold-dest HOST:PORT`) every book change, the seeded liquidity included, is
+  also published as ITCH 5.0 over MoldUDP64 (tectra/sim/venue_feed.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 from adapters import ouch42 as ouch
 from adapters.soupbintcp import (
@@ -56,6 +61,7 @@ from tectra.sim.matching import (
     Rejected,
     Replaced,
 )
+from tectra.sim.venue_feed import VenueFeed, VenueFeedConfig
 
 __all__ = [
     "HOUSE",
@@ -513,7 +519,9 @@ class OuchVenueServer:
     """asyncio shell: a SoupServer whose users talk OUCH to an OuchVenue.
 
     The venue clock is UTC ns since midnight (`venue_clock`), the session clock monotonic;
-    both are read here and nowhere below.
+    both are read here and nowhere below. With a `feed`, the engine's book changes go to it
+    (after any `on_itch` the venue already had); it opens before the liquidity is seeded and
+    ends its session when the server stops.
     """
 
     def __init__(
@@ -525,8 +533,21 @@ class OuchVenueServer:
         soup: SoupServerConfig | None = None,
         venue_clock: Callable[[], int] = ns_since_midnight,
         tick_s: float = 0.05,
+        feed: VenueFeed | None = None,
     ) -> None:
         self.venue = venue
+        self.feed = feed
+        if feed is not None:
+            previous = venue.engine.on_itch
+            if previous is None:
+                venue.engine.on_itch = feed.on_itch
+            else:
+
+                def both(events: npt.NDArray[np.void]) -> None:
+                    previous(events)
+                    feed.on_itch(events)
+
+                venue.engine.on_itch = both
         self._venue_clock = venue_clock
         self.server = SoupServer(
             soup or SoupServerConfig(),
@@ -544,6 +565,8 @@ class OuchVenueServer:
         return self.server.port
 
     async def start(self, *, seed_liquidity: bool = True) -> int:
+        if self.feed is not None:
+            self.feed.open(self._venue_clock())
         if seed_liquidity:
             self.venue.seed_liquidity(self._venue_clock())
         return await self.server.start()
@@ -552,6 +575,8 @@ class OuchVenueServer:
         if self._timer is not None:
             self._timer.cancel()
         await self.server.stop()
+        if self.feed is not None:
+            self.feed.close(self._venue_clock())
 
     def end_session(self) -> None:
         self.venue.end_session(self._venue_clock())
@@ -622,7 +647,43 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disconnect-prob", type=float, default=0.0)
     p.add_argument("--session-seconds", type=float, default=0.0, help="end the session after")
     p.add_argument("--heartbeat-timeout", type=float, default=15.0, help="seconds")
+    p.add_argument(
+        "--mold-dest",
+        type=_hostport,
+        default=None,
+        help="publish the book as ITCH over MoldUDP64 to HOST:PORT (unicast or multicast)",
+    )
+    p.add_argument("--mold-session", default="TECTRAV001", help="MoldUDP64 session name")
+    p.add_argument(
+        "--mold-retrans-port", type=int, default=None, help="retransmission server port (0: any)"
+    )
+    p.add_argument("--mold-retrans-host", default="127.0.0.1")
+    p.add_argument("--mold-heartbeat-ms", type=float, default=1000.0)
+    p.add_argument("--mold-ttl", type=int, default=1, help="multicast TTL")
+    p.add_argument("--mold-if", default=None, help="multicast interface IPv4 address")
     return p
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _feed(args: argparse.Namespace, venue: OuchVenue) -> VenueFeed | None:
+    if args.mold_dest is None:
+        return None
+    retrans = args.mold_retrans_port
+    config = VenueFeedConfig(
+        dest=args.mold_dest,
+        session=args.mold_session,
+        retrans_bind=None if retrans is None else (args.mold_retrans_host, retrans),
+        heartbeat_s=args.mold_heartbeat_ms / 1000.0,
+        multicast_ttl=args.mold_ttl,
+        multicast_interface=args.mold_if,
+    )
+    return VenueFeed(config, venue.engine.symbols)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -641,19 +702,24 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     timeout_ns = int(args.heartbeat_timeout * 1e9)
     soup = SoupServerConfig(client_timeout_ns=timeout_ns, login_timeout_ns=timeout_ns)
-    server = OuchVenueServer(OuchVenue(config), host=args.host, port=args.port, soup=soup)
+    venue = OuchVenue(config)
+    feed = _feed(args, venue)
+    server = OuchVenueServer(venue, host=args.host, port=args.port, soup=soup, feed=feed)
     port = await server.start()
-    print(
-        json.dumps(
-            {
-                "listening": f"{args.host}:{port}",
-                "session": config.session,
-                "symbols": server.venue.engine.symbols,
-                "reference_prices": server.venue.reference_prices,
-            }
-        ),
-        flush=True,
-    )
+    ready: dict[str, object] = {
+        "listening": f"{args.host}:{port}",
+        "session": config.session,
+        "symbols": server.venue.engine.symbols,
+        "reference_prices": server.venue.reference_prices,
+    }
+    if feed is not None:
+        addr = feed.retrans_address
+        ready["mold"] = {
+            "dest": f"{args.mold_dest[0]}:{args.mold_dest[1]}",
+            "session": feed.config.session,
+            "retrans": None if addr is None else f"{addr[0]}:{addr[1]}",
+        }
+    print(json.dumps(ready), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -665,6 +731,8 @@ async def _serve(args: argparse.Namespace) -> int:
     server.end_session()
     await asyncio.sleep(0.2)
     await server.stop()
+    if feed is not None:
+        print(json.dumps({"event": "stopped", "mold": feed.stats()}), flush=True)
     return 0
 
 
