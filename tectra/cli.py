@@ -38,7 +38,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             json_out=args.json,
             feed_seconds=args.feed_seconds,
             feed_rate=args.feed_rate,
-            stages=tuple(args.stage or ("ring", "feed")),
+            gateway_seconds=args.gateway_seconds,
+            gateway_rate=args.gateway_rate,
+            stages=tuple(args.stage or ("ring", "feed", "gateway")),
         )
     )
 
@@ -59,12 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     demo = sub.add_parser("demo", help="run the appliance end to end on this host")
-    demo.add_argument("--stage", action="append", choices=("ring", "feed"), help="repeatable")
+    demo.add_argument(
+        "--stage", action="append", choices=("ring", "feed", "gateway"), help="repeatable"
+    )
     demo.add_argument("--seconds", type=float, default=5.0, help="ring stage length")
     demo.add_argument("--rate", type=int, default=1_000_000, help="ring records/s (0: flat out)")
     demo.add_argument("--batch", type=int, default=256, help="ring records per push")
     demo.add_argument("--feed-seconds", type=float, default=10.0, help="feed stage length")
     demo.add_argument("--feed-rate", type=int, default=100_000, help="venue ITCH messages/s")
+    demo.add_argument(
+        "--gateway-seconds", type=float, default=12.0, help="gateway stage trading time"
+    )
+    demo.add_argument(
+        "--gateway-rate", type=float, default=100.0, help="orders/s per FIX client session"
+    )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)
 

@@ -38,7 +38,9 @@ class DemoOptions:
     json_out: bool = False
     feed_seconds: float = 10.0  # feed stage
     feed_rate: int = 100_000  # ITCH messages/s from the venue simulator
-    stages: tuple[str, ...] = ("ring", "feed")
+    gateway_seconds: float = 12.0  # gateway stage
+    gateway_rate: float = 100.0  # orders/s per client session
+    stages: tuple[str, ...] = ("ring", "feed", "gateway")
 
 
 def _free_port() -> int:
@@ -170,6 +172,10 @@ def run_demo(opts: DemoOptions) -> int:
         from tectra.demo.feed import run_feed_stage
 
         summaries["feed"] = run_feed_stage(opts)
+    if "gateway" in opts.stages:
+        from tectra.demo.gateway import run_gateway_stage
+
+        summaries["gateway"] = run_gateway_stage(opts)
     ok = bool(summaries) and all(s.get("ok") for s in summaries.values())
     if opts.json_out:
         print(json.dumps({**summaries, "ok": ok}))
