@@ -30,7 +30,7 @@ import enum
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -703,6 +703,9 @@ class SoupClientConfig:
             raise ValueError("reconnect_delay_ns must be >= 0")
 
 
+_PACKET_LEN = struct.Struct(">H")  # a packet's length field (type byte + payload)
+
+
 class SoupClientSession:
     """SoupBinTCP client session: `step(event, now_ns) -> outputs`, no I/O inside.
 
@@ -792,6 +795,23 @@ class SoupClientSession:
         if self.state in (ClientState.IDLE, ClientState.WAIT_RECONNECT):
             self.state = ClientState.CLOSED
         return []
+
+    def frame_unsequenced(self, payloads: Sequence[bytes], now_ns: int) -> bytes | None:
+        """Many application messages as one write: the Unsequenced Data packets back to back
+        (what `SendUnsequenced` per payload would produce), or None (counted as refused) when
+        the session is not active. For bulk sends such as a mass cancel."""
+        if self.state is not ClientState.ACTIVE:
+            self.counters.refused_sends += len(payloads)
+            return None
+        pack = _PACKET_LEN.pack
+        parts = []
+        for payload in payloads:
+            parts.append(pack(len(payload) + 1))
+            parts.append(b"U")
+            parts.append(payload)
+        self._last_sent_ns = now_ns
+        self.counters.packets_out += len(payloads)
+        return b"".join(parts)
 
     def _on_send(self, payload: bytes, now_ns: int) -> list[ClientOutput]:
         if self.state is not ClientState.ACTIVE:

@@ -49,8 +49,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from adapters.ouch42 import CancelOrder as OuchCancel
-from adapters.ouch42 import OuchError, OuchOrderTracker, decode_outbound, encode
+from adapters.ouch42 import OuchError, OuchOrderTracker, decode_outbound
 from tectra.gateway.orders import (
     ORDER_TRANSITION_TYPE,
     OrderStore,
@@ -69,6 +68,7 @@ from tectra.schema import (
     EXECUTION_REPORT,
     KILL_COMMAND,
     ORDER_REQUEST,
+    ORDER_TOKEN_WIDTH,
     RISK_VERDICT,
     TICK,
     Component,
@@ -110,10 +110,9 @@ KILL_VENUE_DOWN: Final[int] = 3
 refused VENUE_REJECT rather than left pending)."""
 
 _U32 = struct.Struct("<I")
+_OUCH_CANCEL = np.dtype([("type", "S1"), ("token", f"S{ORDER_TOKEN_WIDTH}"), ("shares", ">u4")])
+"""OUCH 4.2 Cancel Order: 'X', Order Token (14, space padded), Shares (u32 big-endian)."""
 EXEC_ID_BASE: Final = np.uint64(1 << 63)
-INTERNAL_PREFIX: Final[bytes] = b"~"
-"""ClOrdIDs of gateway-initiated requests (mass cancel, cancel-on-disconnect) start with this;
-clients may not use it."""
 _PENDING_EXEC: Final[frozenset[int]] = frozenset(
     {int(ExecType.PENDING_NEW), int(ExecType.PENDING_CANCEL), int(ExecType.PENDING_REPLACE)}
 )
@@ -231,7 +230,6 @@ class GatewayCore:
         self.kills: dict[int, KillProgress] = {}
         self._kill_verdicts: npt.NDArray[np.uint8] | None = None
         self._slow_tokens: dict[int, tuple[int, int]] = {}  # session -> (milli-tokens, t_ns)
-        self._internal_seq = 0
         self.last_cancels_sent = 0
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -272,13 +270,6 @@ class GatewayCore:
         Client reports without an execution id (all but venue fills) get a gateway one."""
         result = self._dispatch(inputs, now_ns)
         if result is not None and result.client_reports.shape[0]:
-            reps = result.client_reports
-            internal = np.char.startswith(reps["cl_ord_id"], INTERNAL_PREFIX)
-            if internal.any():
-                # A gateway-initiated cancel is unsolicited for the client: its report carries
-                # the order's own ClOrdID, and no OrigClOrdID.
-                reps["cl_ord_id"][internal] = reps["orig_cl_ord_id"][internal]
-                reps["orig_cl_ord_id"][internal] = b""
             ids = result.client_reports["exec_id"]
             missing = np.flatnonzero(ids == 0)
             if missing.size:
@@ -351,9 +342,6 @@ class GatewayCore:
                     reasons[i] = RejectReason.INVALID_ORDER
                     continue
                 r["account_id"] = acct
-            if bytes(r["cl_ord_id"]).startswith(INTERNAL_PREFIX):
-                reasons[i] = RejectReason.INVALID_ORDER
-                continue
             if action == OrderAction.NEW:
                 sym = _text(bytes(r["symbol"]))
                 r["instrument_id"] = symbols.get(sym, 0)
@@ -602,60 +590,29 @@ class GatewayCore:
     def _cancel_rows(
         self, slots: npt.NDArray[np.intp], tag: str, kill_id: int, now_ns: int
     ) -> StepResult:
-        """Cancel every order in `slots` at the venue: a cancel request through the store where
-        the state machine allows one (PENDING_CANCEL), a bare OUCH Cancel where a cancel or
-        replace is already pending (the venue's answer settles it)."""
+        """Cancel every order in `slots` at the venue, as one batch of OUCH Cancel Order
+        messages (shares 0) built in numpy. These are the gateway's own cancels, not a client's
+        request: the orders stay as they are here until the venue's Canceled arrives, which
+        reaches the client as an unsolicited cancel (ClOrdID the order's own). That keeps the
+        per-order cost to a few array operations, so a kill cancels 10 000 orders in one step.
+        `tag` names the cause in the counters (K: kill, D: disconnect)."""
         rows = self.store.rows
-        prog = self.kills.setdefault(kill_id, KillProgress()) if kill_id else None
-        venue_out: list[bytes] = []
-        trans_parts = []
-        for slot in slots.tolist():
-            row = rows[slot]
-            oid = int(row["order_id"])
-            token = _text(bytes(row["token"]))
-            status = int(row["status"])
-            if status in (OrdStatus.PENDING_CANCEL, OrdStatus.PENDING_REPLACE):
-                venue_out.append(encode(OuchCancel(token=token, shares=0)))
-            else:
-                self._internal_seq += 1
-                req = new_records(ORDER_REQUEST, 1)
-                r = req[0]
-                r["order_id"] = self._new_ids(1)[0]
-                r["orig_order_id"] = oid
-                r["action"] = OrderAction.CANCEL
-                for name in (
-                    "instrument_id",
-                    "account_id",
-                    "strategy_id",
-                    "session_id",
-                    "venue_id",
-                    "side",
-                    "symbol",
-                ):
-                    r[name] = row[name]
-                r["orig_cl_ord_id"] = row["cl_ord_id"]
-                r["cl_ord_id"] = f"~{tag}-{self._internal_seq}".encode("ascii")[:20]
-                accepted, _ = self.store.on_requests(req, now_ns)
-                if not accepted[0]:
-                    continue
-                trans_parts.append(self.store.last_transitions.copy())
-                try:
-                    venue_out.append(self.tracker.on_request(r, "", token))
-                except OuchError:
-                    venue_out.append(encode(OuchCancel(token=token, shares=0)))
-            if prog is not None:
-                prog.pending.add(oid)
-        if prog is not None:
-            prog.sent += len(venue_out)
-        self.last_cancels_sent = len(venue_out)
-        self._count("mass_cancels_sent", len(venue_out))
-        transitions = _concat_transitions(trans_parts)
-        client = self.store.execution_reports(transitions, now_ns)
-        if not self.config.send_pending:
-            client = client[~np.isin(client["exec_type"], list(_PENDING_EXEC))]
-        res = _empty_result(transitions)
+        n = int(slots.shape[0])
+        msgs = np.zeros(n, dtype=_OUCH_CANCEL)
+        msgs["type"] = b"X"
+        msgs["token"] = np.char.ljust(rows["token"][slots], ORDER_TOKEN_WIDTH)
+        buf = msgs.tobytes()
+        size = _OUCH_CANCEL.itemsize
+        venue_out = [buf[i : i + size] for i in range(0, n * size, size)]
+        if kill_id:
+            prog = self.kills.setdefault(kill_id, KillProgress())
+            prog.pending.update(rows["order_id"][slots].tolist())
+            prog.sent += n
+        self.last_cancels_sent = n
+        self._count("mass_cancels_sent", n)
+        self._count(f"mass_cancel_{'kill' if tag.startswith('K') else 'disconnect'}", n)
+        res = _empty_result()
         res.venue_out = venue_out
-        res.client_reports = _concat(EXECUTION_REPORT, [client])
         return res
 
     # ---- snapshots -------------------------------------------------------------------------
@@ -675,7 +632,6 @@ class GatewayCore:
             "next_order_id": self.next_order_id,
             "next_exec_id": self.next_exec_id,
             "next_token": self.tokens.next_number,
-            "internal_seq": self.internal_seq,
             "limits_version": self.risk.limits.version,
             "limits": self.risk.limits.spec.to_document(),
             "config": cfg,
@@ -683,10 +639,6 @@ class GatewayCore:
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
         return pack_arrays(arrays)
-
-    @property
-    def internal_seq(self) -> int:
-        return self._internal_seq
 
     def restore(self, state: bytes) -> None:
         arrays = unpack_arrays(state)
@@ -709,7 +661,6 @@ class GatewayCore:
         )
         self.next_order_id = int(meta["next_order_id"])
         self.next_exec_id = int(meta["next_exec_id"])
-        self._internal_seq = int(meta["internal_seq"])
         self.tracker = OuchOrderTracker.from_state(json.loads(arrays["tracker"].tobytes()))
         if isinstance(self.tokens, GatewayTokens) and isinstance(
             self.tokens.allocator, MemoryAllocator

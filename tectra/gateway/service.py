@@ -339,7 +339,11 @@ class GatewayService:
         """Venue bytes first, then client reports and cancel rejects (lock held)."""
         if res is None:
             return
-        refused = [p for p in res.venue_out if not self.venue.send(p)]
+        out = res.venue_out
+        if len(out) > 1:  # a mass cancel or a batch: one socket write
+            refused = [] if self.venue.send_many(out) else list(out)
+        else:
+            refused = [p for p in out if not self.venue.send(p)]
         if refused:
             self._refused(refused)
         if t_in and res.venue_out:

@@ -188,6 +188,17 @@ class VenueLink:
             self.counters.messages_out += 1
         return not refused
 
+    def send_many(self, payloads: Sequence[bytes]) -> bool:
+        """Send many OUCH messages in one socket write (caller holds `lock`): a mass cancel.
+        False (nothing sent) when not logged in."""
+        data = self.session.frame_unsequenced(payloads, self._clock())
+        if data is None:
+            self.counters.send_refused += len(payloads)
+            return False
+        self._write(data)
+        self.counters.messages_out += len(payloads)
+        return True
+
     # ---- session outputs (lock held) -----------------------------------------------------
 
     def _apply(self, outputs: list[ClientOutput]) -> None:

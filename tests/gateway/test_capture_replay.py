@@ -75,7 +75,7 @@ def test_capture_verifies(journal: Path) -> None:
 def test_replay_is_bit_for_bit(journal: Path) -> None:
     diff = replay_journal(journal, replay_component(), options=ReplayOptions(from_snapshot=True))
     assert diff.zero, diff.format_text()
-    assert diff.steps >= 30
+    assert diff.steps >= 20
 
 
 class _Drifting(GatewayCore):
