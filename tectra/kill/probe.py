@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.stop()
         return 1
     print(f"READY {sub.paths}", flush=True)
+
     def until_stdin_closes() -> None:
         sys.stdin.read()
         stop.set()
