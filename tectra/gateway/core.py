@@ -116,6 +116,11 @@ EXEC_ID_BASE: Final = np.uint64(1 << 63)
 _PENDING_EXEC: Final[frozenset[int]] = frozenset(
     {int(ExecType.PENDING_NEW), int(ExecType.PENDING_CANCEL), int(ExecType.PENDING_REPLACE)}
 )
+_PENDING_NEW: Final = np.uint8(ExecType.PENDING_NEW)
+_PENDING_CANCEL: Final = np.uint8(ExecType.PENDING_CANCEL)
+_PENDING_REPLACE: Final = np.uint8(ExecType.PENDING_REPLACE)
+_NO_REPORTS: Final = new_records(EXECUTION_REPORT, 0)
+_NO_ACTIONS: Final = np.zeros(0, np.uint8)
 
 
 class TokenSource(Protocol):
@@ -197,6 +202,13 @@ def _concat(dtype_layout: Any, parts: Sequence[npt.NDArray[np.void]]) -> npt.NDA
         n = int(part.shape[0])
         out[pos : pos + n] = part
         pos += n
+    return out
+
+
+def _take(reqs: npt.NDArray[np.void], idx: npt.NDArray[np.int64]) -> npt.NDArray[np.void]:
+    """reqs[idx] as fresh, zeroed-padding ORDER_REQUEST records (C-contiguous for risk)."""
+    out = new_records(ORDER_REQUEST, int(idx.size))
+    out[:] = reqs[idx]
     return out
 
 
@@ -393,8 +405,7 @@ class GatewayCore:
         )
         verdicts = new_records(RISK_VERDICT, 0)
         if to_risk.size:
-            batch = new_records(ORDER_REQUEST, int(to_risk.size))
-            batch[:] = reqs[to_risk]
+            batch = reqs if to_risk.size == n else _take(reqs, to_risk)
             out = self.risk.step(batch, self.refs.table, now_ns, refs_by_instrument=True)
             verdicts = new_records(RISK_VERDICT, int(out.shape[0]))
             verdicts[:] = out
@@ -406,8 +417,7 @@ class GatewayCore:
         venue_out: list[bytes] = []
         release: list[int] = []
         if passed.size:
-            batch = new_records(ORDER_REQUEST, int(passed.size))
-            batch[:] = reqs[passed]
+            batch = reqs if passed.size == n else _take(reqs, passed)
             accepted, store_reasons = self.store.on_requests(batch, now_ns)
             trans_parts.append(self.store.last_transitions.copy())
             for j, i in enumerate(passed.tolist()):
@@ -438,10 +448,12 @@ class GatewayCore:
         if release:
             self.risk.on_execution(self._synthetic_rejects(reqs[release], now_ns))
         transitions = _concat_transitions(trans_parts)
-        client = self.store.execution_reports(transitions, now_ns)
-        if not self.config.send_pending:
-            client = client[~np.isin(client["exec_type"], list(_PENDING_EXEC))]
-        refused = np.flatnonzero(reasons != 0)
+        client = self._client_reports(transitions, now_ns)
+        refused = np.flatnonzero(reasons)
+        self._count("requests", n)
+        self._count("venue_messages_out", len(venue_out))
+        if not refused.size:  # the common case: nothing refused, nothing to report yet
+            return StepResult(venue_out, client, _NO_REPORTS, _NO_ACTIONS, verdicts, transitions)
         self._reject_count(reasons[refused])
         is_cxl = reqs["action"][refused] != OrderAction.NEW
         rej = request_rejects(reqs[refused[~is_cxl]], reasons[refused[~is_cxl]], now_ns)
@@ -452,16 +464,25 @@ class GatewayCore:
             cxl[k]["ord_status"] = int(status) if status is not None else int(OrdStatus.REJECTED)
             cxl[k]["order_id"] = int(reqs[i]["orig_order_id"])
         cxl_to = reqs["action"][cxl_idx].astype(np.uint8)
-        self._count("requests", n)
-        self._count("venue_messages_out", len(venue_out))
         return StepResult(
             venue_out,
-            _concat(EXECUTION_REPORT, [client, rej]),
+            _concat(EXECUTION_REPORT, [client, rej]) if client.shape[0] else rej,
             cxl,
             cxl_to,
             verdicts,
             transitions,
         )
+
+    def _client_reports(self, transitions: npt.NDArray[np.void], now_ns: int) -> Any:
+        """The client's reports for these transitions (PENDING_* ones only if send_pending)."""
+        if not self.config.send_pending:
+            et = transitions["exec_type"]
+            keep = (et != _PENDING_NEW) & (et != _PENDING_CANCEL) & (et != _PENDING_REPLACE)
+            if not keep.all():
+                transitions = transitions[keep]
+        if not transitions.shape[0]:
+            return _NO_REPORTS
+        return self.store.execution_reports(transitions, now_ns)
 
     @staticmethod
     def _synthetic_rejects(reqs: npt.NDArray[np.void], now_ns: int) -> npt.NDArray[np.void]:
@@ -503,9 +524,7 @@ class GatewayCore:
             self.risk.on_execution(applied)
         self._count("venue_messages_in", len(payloads))
         self._follow_kills(trans)
-        client = self.store.execution_reports(trans, now_ns)
-        if not self.config.send_pending:
-            client = client[~np.isin(client["exec_type"], list(_PENDING_EXEC))]
+        client = self._client_reports(trans, now_ns)
         # A refused cancel/replace comes back as REJECTED with the order still live: FIX wants
         # an OrderCancelReject for it, not an ExecutionReport.
         from_status = {int(t["seq"]): int(t["from_status"]) for t in trans}
