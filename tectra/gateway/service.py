@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 REF_REFRESH_NS = 1_000_000  # re-read references at most this often on the order path
 STATIC_RESTAMP_NS = 500_000_000
+VENUE_LOGIN_WAIT_S = 2.0
 LINK_DOWN_REASON = "O"  # OUCH 4.2 reject reason "Other": the venue link was down
 _U32 = struct.Struct("<I")
 _KILL_OF_VERDICT = {
@@ -271,6 +272,11 @@ class GatewayService:
                 self.recorder.snapshot(self.clock())  # replay starts from this state
         self.venue.start()
         self.kill_subscriber.start(nats_wait_s=0.5)
+        # Give the venue login a moment before clients can log on, so the first orders of the
+        # day are not refused VENUE_REJECT just because the gateway started a few ms earlier.
+        deadline = time.monotonic() + VENUE_LOGIN_WAIT_S
+        while not self.venue.logged_in and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.acceptor.start()
         self._started = True
 
