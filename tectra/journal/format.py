@@ -117,6 +117,7 @@ class RecordType(enum.IntEnum):
     VENUE_MESSAGE = 0xF003  # one venue order-entry message (SoupBinTCP/OUCH packet)
     RECORD_BATCH = 0xF004  # N schema records of one layout in one frame (high-rate streams)
     STEP_BLOCK = 0xF005  # many captured steps (inputs and outputs) of one component (stepblock)
+    OUTPUT_DIGEST = 0xF006  # in a STEP_BLOCK only: per output (type, records, XXH64), digest mode
     SNAPSHOT_STATE = 0xF010  # a component's serialized state (kind SNAPSHOT)
     TIMER = 0xF011  # empty payload: a step() call that had no inputs, only time
     GAP = 0xF020  # the source reported loss: payload u64 count of records lost before this

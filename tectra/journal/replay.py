@@ -55,7 +55,7 @@ from tectra.journal.format import (
     type_name,
 )
 from tectra.journal.reader import FrameBatch, JournalReader
-from tectra.journal.stepblock import decode_step_block
+from tectra.journal.stepblock import DIGEST_DTYPE, decode_step_block, is_digest
 from tectra.journal.writer import JournalWriter
 from tectra.schema import Component as ComponentId
 from tectra.schema import RecordFlag, SchemaError, layout_by_type_id
@@ -428,7 +428,11 @@ def _block_groups(fb: FrameBatch, i: int) -> Iterator[StepGroup]:
 
 
 def _chunk_type(out: npt.NDArray[Any] | OpaqueBatch) -> int:
-    return out.type_code if isinstance(out, OpaqueBatch) else int(out["type_id"][0])
+    if isinstance(out, OpaqueBatch):
+        return out.type_code
+    if is_digest(out):
+        return int(RecordType.OUTPUT_DIGEST)
+    return int(out["type_id"][0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,7 +452,9 @@ class Divergence:
     """One output record that differs from the recording (or is missing / extra).
 
     kind: "mismatch" (same type, different bytes), "type" (another record type), "missing"
-    (recorded, not produced), "extra" (produced, not recorded).
+    (recorded, not produced), "extra" (produced, not recorded), "digest" (digest-mode capture:
+    the output array's record count or XXH64 differs; `index` is the array's position among
+    the step's non-empty outputs and the context holds the replayed records).
     """
 
     component: str
@@ -678,9 +684,12 @@ def _compare(
     group: StepGroup,
     actual: list[Chunk],
     max_details: int,
+    raw_actual: Sequence[npt.NDArray[Any] | OpaqueBatch] | None = None,
 ) -> bool:
     """Account one step's outputs; True when it diverged."""
     exp, act = group.expected, actual
+    if any(c[0] == RecordType.OUTPUT_DIGEST for c in exp):
+        return _compare_digests(report, group, actual, raw_actual, max_details)
     report.expected_outputs += sum(len(c[1]) for c in exp)
     report.actual_outputs += sum(len(c[1]) for c in act)
     if len(exp) == len(act) and all(
@@ -744,6 +753,106 @@ def _compare(
     if diverged:
         report.divergent_steps += 1
     return diverged
+
+
+def _digest_table(
+    chunks: Sequence[Chunk], raw: Sequence[npt.NDArray[Any] | OpaqueBatch] | None
+) -> npt.NDArray[Any]:
+    """(type, records, XXH64) per non-empty output array: what digest mode journals. From the
+    recorded digest chunks, or computed over replayed outputs in the order step returned them
+    (`raw`, unmerged, as the live capture digested them)."""
+    from tectra.journal.shmtap import output_digest  # the C digest the capture used
+
+    tables = [c[1] for c in chunks if isinstance(c[1], np.ndarray) and is_digest(c[1])]
+    if tables:
+        return np.concatenate(tables)
+    arrays: list[Any] = [c[1] for c in chunks] if raw is None else list(raw)
+    arrays = [a for a in arrays if len(a) and not isinstance(a, OpaqueBatch)]
+    table = np.zeros(len(arrays), dtype=DIGEST_DTYPE)
+    for i, arr in enumerate(arrays):
+        recs = arr
+        if recs.dtype.names and "flags" in recs.dtype.names and (recs["flags"] & _REPLAY).any():
+            recs = raw_copy(recs)
+            recs["flags"] &= _NOT_REPLAY
+        table[i] = (int(recs["type_id"][0]), 0, recs.shape[0], output_digest(recs))
+    return table
+
+
+def _compare_digests(
+    report: DiffReport,
+    group: StepGroup,
+    actual: list[Chunk],
+    raw_actual: Sequence[npt.NDArray[Any] | OpaqueBatch] | None,
+    max_details: int,
+) -> bool:
+    """Digest mode: compare (type, records, XXH64) per output array. A divergence names the
+    step and the output array; the replayed records of that array are given as context (the
+    recording holds only their digest)."""
+    exp = _digest_table(group.expected, None)
+    act = _digest_table(actual, raw_actual)
+    report.expected_outputs += int(exp["count"].sum())
+    report.actual_outputs += int(act["count"].sum())
+    if exp.tobytes() == act.tobytes():
+        return False
+    by_type: dict[int, Any] = {}
+    for arr in raw_actual if raw_actual is not None else [c[1] for c in actual]:
+        if len(arr) and not isinstance(arr, OpaqueBatch) and not is_digest(arr):
+            by_type.setdefault(int(arr["type_id"][0]), arr)
+    comp = component_name(group.component)
+    seq = group.first_seq
+    for i in range(max(len(exp), len(act))):
+        e = exp[i] if i < len(exp) else None
+        a = act[i] if i < len(act) else None
+        if e is not None and a is not None and e.tobytes() == a.tobytes():
+            continue
+        ctx: dict[str, Any] = dict(_input_context(group))
+        ctx["capture mode"] = "digest: recorded outputs are (type, records, XXH64) per array"
+        fields: list[FieldDiff] = []
+        if e is not None and a is not None:
+            kind = "digest" if e["type"] == a["type"] else "type"
+            t = int(e["type"])
+            if kind == "type":
+                ctx["expected type"] = type_name(int(e["type"]))
+                ctx["actual type"] = type_name(int(a["type"]))
+            if e["count"] != a["count"]:
+                fields.append(FieldDiff("records", int(e["count"]), int(a["count"])))
+            if e["digest"] != a["digest"]:
+                fields.append(
+                    FieldDiff("xxh64", f"{int(e['digest']):016x}", f"{int(a['digest']):016x}")
+                )
+        elif e is not None:
+            kind, t = "missing", int(e["type"])
+        else:
+            assert a is not None
+            kind, t = "extra", int(a["type"])
+        if a is not None:
+            replayed = by_type.get(int(a["type"]))
+            if replayed is not None:
+                ctx["replayed records"] = int(replayed.shape[0])
+                ctx["first replayed"] = _record_dict(replayed[0])
+        report.divergences += 1
+        tname = type_name(t)
+        report.by_component[comp] = report.by_component.get(comp, 0) + 1
+        report.by_type[tname] = report.by_type.get(tname, 0) + 1
+        if len(report.details) < max_details or report.first is None:
+            d = Divergence(
+                component=comp,
+                step=group.step,
+                now_ns=group.now_ns,
+                kind=kind,
+                record_type=tname,
+                index=i,
+                segment=group.segment,
+                seq=seq,
+                fields=tuple(fields),
+                context=ctx,
+            )
+            if report.first is None:
+                report.first = d
+            if len(report.details) < max_details:
+                report.details.append(d)
+    report.divergent_steps += 1
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -910,7 +1019,7 @@ class ReplayEngine:
                 report.steps += 1
                 report.inputs += len(group.inputs)
                 report.last_now_ns = now
-                diverged = _compare(report, group, actual, opts.max_details)
+                diverged = _compare(report, group, actual, opts.max_details, outputs)
                 outputs = [_flag_replay(o) for o in outputs]
                 if self.output_writer is not None:
                     self._journal_outputs(group, outputs)

@@ -20,6 +20,11 @@ A schema chunk (type ≤ 0xEFFF) is `count` records of that type's layout back t
 chunk is `count + 1` i64 payload offsets then the payloads (an `OpaqueBatch`). A step's input is
 its one INPUT chunk (count 0 for an empty batch: a timer step); its OUTPUT chunks follow in the
 order the step returned them, empty outputs omitted (as in the per-step layout).
+
+Digest mode (`tectra.journal.shmtap`, `CaptureMode.DIGEST`): instead of the output records a
+step has one OUTPUT chunk of type OUTPUT_DIGEST (0xF006): `count` entries of 16 bytes
+(`DIGEST_DTYPE`: u16 type, u16 reserved, u32 records, u64 XXH64 of the records' bytes), one
+per non-empty output in step order. Decoded as a `DIGEST_DTYPE` array.
 """
 
 from __future__ import annotations
@@ -33,10 +38,17 @@ import numpy as np
 import numpy.typing as npt
 
 from tectra.journal.capture import OpaqueBatch
-from tectra.journal.format import FormatError, RecordKind, is_schema_type, raw_bytes
+from tectra.journal.format import FormatError, RecordKind, RecordType, is_schema_type, raw_bytes
 from tectra.schema import SchemaError, layout_by_type_id
 
-__all__ = ["CapturedStep", "Chunk", "decode_step_block", "encode_step_block"]
+__all__ = [
+    "DIGEST_DTYPE",
+    "CapturedStep",
+    "Chunk",
+    "decode_step_block",
+    "encode_step_block",
+    "is_digest",
+]
 
 _HEAD: Final = struct.Struct("<II")
 STEP_DTYPE: Final = np.dtype(
@@ -45,7 +57,10 @@ STEP_DTYPE: Final = np.dtype(
 CHUNK_DTYPE: Final = np.dtype(
     [("type", "<u2"), ("kind", "u1"), ("reserved", "u1"), ("count", "<u4"), ("offset", "<u8")]
 )
-assert STEP_DTYPE.itemsize == 24 and CHUNK_DTYPE.itemsize == 16
+DIGEST_DTYPE: Final = np.dtype(
+    [("type", "<u2"), ("reserved", "<u2"), ("count", "<u4"), ("digest", "<u8")]
+)
+assert STEP_DTYPE.itemsize == 24 and CHUNK_DTYPE.itemsize == 16 and DIGEST_DTYPE.itemsize == 16
 
 Chunk = npt.NDArray[Any] | OpaqueBatch
 """One input or output batch: schema records, or an opaque batch."""
@@ -117,9 +132,16 @@ def encode_step_block(steps: Sequence[CapturedStep]) -> bytes:
     return b"".join([*head, *parts])
 
 
+def is_digest(chunk: Chunk) -> bool:
+    """True for an OUTPUT_DIGEST table (digest mode) rather than records or payloads."""
+    return not isinstance(chunk, OpaqueBatch) and chunk.dtype == DIGEST_DTYPE
+
+
 def _type_of(chunk: Chunk) -> int:
     if isinstance(chunk, OpaqueBatch):
         return chunk.type_code
+    if is_digest(chunk):
+        return int(RecordType.OUTPUT_DIGEST)
     return int(chunk["type_id"][0])
 
 
@@ -157,6 +179,11 @@ def decode_step_block(payload: bytes | memoryview) -> list[CapturedStep]:
 
 
 def _decode_chunk(data: memoryview, type_code: int, count: int, offset: int) -> Chunk:
+    if type_code == RecordType.OUTPUT_DIGEST:
+        end = offset + count * DIGEST_DTYPE.itemsize
+        if end > len(data) or count == 0:
+            raise FormatError("STEP_BLOCK OUTPUT_DIGEST chunk runs past the block (or is empty)")
+        return np.frombuffer(data, DIGEST_DTYPE, count, offset)
     if is_schema_type(type_code):
         layout = layout_by_type_id(type_code)
         end = offset + count * layout.itemsize
