@@ -1,11 +1,13 @@
 """The feed as a journal `Component`: raw UDP payloads in, BookUpdate/Tick/Trade out.
 
-Live capture (`feed.capture`) steps the handler exactly as `FeedComponent.step` does and hands
-each receive batch (as a RAW_PACKET opaque batch) and the records it produced to a
-`tectra.journal.tap.CaptureTap`, which journals them off the hot thread; replay feeds the
-recorded packets back through `FeedComponent.step` (the same `FeedHandler.step`) and diffs the
-outputs. A `tectra.journal.capture.Recorder` around this component journals the same steps
-in-line (per-step frames), for tests and tools.
+Live capture (`feed.capture`) steps the handler exactly as `FeedComponent.step` does (on
+`stamped_packets`: the receive batch's own bytes, every packet stamped with the step's
+`now_ns`) and hands the packets and the records they produced to a
+`tectra.journal.shmtap.ShmCaptureTap` in one C call, which copies them into a shared-memory
+ring that a writer process journals; replay feeds the recorded packets back through
+`FeedComponent.step` (the same `FeedHandler.step`) and diffs the outputs. A
+`tectra.journal.capture.Recorder` around this component journals the same steps in-line
+(per-step frames), for tests and tools.
 
 Determinism note: a captured step stamps every packet of the batch with the step's `now_ns`
 (the journaled time), not its own receive time, so the outputs' header `ts_ns` are a function
@@ -27,7 +29,7 @@ from tectra.feed.handler import FeedHandler, FeedLimits, FeedStep
 from tectra.io.receive import PacketBatch
 from tectra.journal.capture import OpaqueBatch, StepInputs, StepOutputs
 from tectra.journal.format import RecordType
-from tectra.schema import Component
+from tectra.schema import BOOK_UPDATE, TICK, TRADE, Component
 
 
 def packets_to_opaque(batch: PacketBatch | MoldPackets) -> OpaqueBatch:
@@ -62,6 +64,35 @@ def packets_to_opaque(batch: PacketBatch | MoldPackets) -> OpaqueBatch:
         )
         data = buf[index]
     return OpaqueBatch(int(RecordType.RAW_PACKET), data, offsets)
+
+
+FEED_OUTPUTS = (BOOK_UPDATE, TICK, TRADE)
+"""The layouts of `FeedComponent.step`'s outputs, in order (the capture ring's outputs)."""
+
+
+StampedPackets = tuple[
+    MoldPackets, npt.NDArray[np.uint8], npt.NDArray[np.uint32], npt.NDArray[np.uint32]
+]
+"""(packets to step on, payload, offsets, lengths): see `stamped_packets`."""
+
+
+def stamped_packets(batch: PacketBatch | MoldPackets, now_ns: int) -> StampedPackets:
+    """A receive batch as the captured feed steps on it and journals it, without copying its
+    bytes: the MoldUDP64 packets with every packet stamped with the step's `now_ns` (so the
+    outputs depend on journaled inputs alone), and the payload buffer with uint32 offsets and
+    lengths, which the capture ring copies. Replaying the journaled copy (`opaque_to_packets`)
+    gives the handler the same packets, bytes and stamps. A plain tuple: this is per step."""
+    if isinstance(batch, MoldPackets):
+        payload, offs64, lens64 = batch.buf, batch.offsets, batch.lengths
+        offsets = offs64.astype(np.uint32)
+        lengths = lens64.astype(np.uint32)
+    else:
+        payload, offsets, lengths = batch.payload, batch.offsets, batch.lengths
+        offs64 = offsets.astype(np.int64)
+        lens64 = lengths.astype(np.int64)
+    stamps = np.empty(lengths.shape[0], np.int64)
+    stamps.fill(now_ns)
+    return MoldPackets(payload, offs64, lens64, stamps), payload, offsets, lengths
 
 
 def opaque_to_packets(inputs: OpaqueBatch, now_ns: int) -> MoldPackets:

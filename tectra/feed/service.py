@@ -9,6 +9,7 @@ a lost gap or a silent feed is DEGRADED, back to READY once the stream is whole 
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from adapters.moldudp64 import PacketBatch as MoldPackets
 from adapters.moldudp64 import SessionConfig
 from tectra.core.clock import monotonic_ns
 from tectra.core.config import TectraConfig
-from tectra.feed.component import FeedComponent, opaque_to_packets, packets_to_opaque
+from tectra.feed.component import FEED_OUTPUTS, FeedComponent, stamped_packets
 from tectra.feed.control import feed_control
 from tectra.feed.handler import FeedHandler, FeedLimits, FeedStep
 from tectra.feed.refs import RefTable
@@ -27,8 +28,8 @@ from tectra.io.netns import in_namespace
 from tectra.io.receive import PacketBatch, Receiver, open_receiver
 from tectra.io.ring_metrics import register_ring_metrics
 from tectra.io.shm import RingKind, RingPolicy, ShmRing
-from tectra.journal.tap import CaptureTap
-from tectra.journal.writer import JournalWriter, WriterOptions
+from tectra.journal.shmtap import CaptureMode, ShmCaptureTap
+from tectra.journal.writer import WriterOptions
 from tectra.roles.shell import RoleShell
 from tectra.schema import LAYOUTS, LifecycleState
 
@@ -114,7 +115,7 @@ def _open_receiver(config: TectraConfig) -> Receiver:
 class FeedLoop:
     """One turn of the feed: receive a batch, step it, fetch retransmissions and step them,
     send the session's requests. The role and the kernel tests both drive the feed with it.
-    With a `tap` (capture on) every step is also handed to the journal's CaptureTap."""
+    With a `tap` (capture on) every step is also recorded in the capture ring (one C call)."""
 
     def __init__(
         self,
@@ -122,7 +123,7 @@ class FeedLoop:
         receiver: Receiver,
         requests: socket.socket,
         retrans_to: tuple[str, int],
-        tap: CaptureTap | None = None,
+        tap: ShmCaptureTap | None = None,
     ) -> None:
         self.tap = tap
         self.handler = handler
@@ -152,11 +153,14 @@ class FeedLoop:
     def _step(self, packets: PacketBatch | MoldPackets, now_ns: int) -> FeedStep:
         if self.tap is None:
             return self.handler.step(packets, now_ns)
-        # Captured: step on the journaled copy exactly as FeedComponent.step (what replay runs)
-        # does — every packet stamped with now_ns — then one push of inputs and outputs.
-        inputs = packets_to_opaque(packets)
-        step = self.handler.step(opaque_to_packets(inputs, now_ns), now_ns)
-        self.tap.record(inputs, (step.updates, step.ticks, step.trades), now_ns, owned_inputs=True)
+        # Captured: step as FeedComponent.step (what replay runs) does — every packet stamped
+        # with now_ns — then one C call copies the packets and the outputs into the capture
+        # ring (a full ring drops the step, counted and journaled as a GAP; never blocks).
+        mold, payload, offsets, lengths = stamped_packets(packets, now_ns)
+        step = self.handler.step(mold, now_ns)
+        self.tap.record_packets(
+            payload, offsets, lengths, now_ns, (step.updates, step.ticks, step.trades)
+        )
         return step
 
 
@@ -177,17 +181,7 @@ def run_feed(config: TectraConfig) -> int:
         book=restored[0] if restored else None,
     )
     handler = component.handler
-    journal = (
-        JournalWriter(
-            state_dir.parent / "journal" / "feed",
-            WriterOptions.from_config(
-                config.journal, journal="feed", component=int(component.component_id)
-            ),
-        )
-        if feed.capture
-        else None
-    )
-    tap = CaptureTap(journal, int(component.component_id)) if journal is not None else None
+    tap = _open_capture(config, int(component.component_id)) if feed.capture else None
     receiver = _open_receiver(config)
     # FeedControl (GetBook for tectra-mgmtd) on the feed's control socket.
     control = feed_control(lambda: handler.book)
@@ -246,7 +240,7 @@ def run_feed(config: TectraConfig) -> int:
             requests.close()
             receiver.close()
             if tap is not None:
-                tap.close()  # journals what is queued, then seals the segment
+                tap.close()  # the writer process journals what is queued, then seals
             refs.close()
             for ring in rings.values():
                 ring.close()
@@ -342,7 +336,25 @@ def _register_metrics(
     )
 
 
-def _register_capture_metrics(shell: RoleShell, tap: CaptureTap) -> None:
+def _open_capture(config: TectraConfig, component_id: int) -> ShmCaptureTap:
+    """Feed capture: a shared-memory capture ring under shm_root and its writer, a child
+    process on the CPUs the feed is not pinned to, owning STATE_DIR/journal/feed."""
+    shm_root = Path(config.appliance.shm_root)
+    shm_root.mkdir(parents=True, exist_ok=True)
+    ring_path = shm_root / f"capture-feed-{os.getpid()}"
+    ring_path.unlink(missing_ok=True)
+    return ShmCaptureTap.with_writer_process(
+        Path(config.appliance.state_dir) / "journal" / "feed",
+        WriterOptions.from_config(config.journal, journal="feed", component=component_id),
+        component_id,
+        ring_path=ring_path,
+        outputs=FEED_OUTPUTS,
+        mode=CaptureMode.FULL,
+        avoid_cpus=config.role("feed").cpus,
+    )
+
+
+def _register_capture_metrics(shell: RoleShell, tap: ShmCaptureTap) -> None:
     shell.metrics.counter_from(
         "tectra_feed_capture_steps",
         "Feed steps captured: recorded (queued), written (journaled), dropped (queue full or "
@@ -359,7 +371,7 @@ def _register_capture_metrics(shell: RoleShell, tap: CaptureTap) -> None:
     )
     shell.metrics.gauge_from(
         "tectra_feed_capture_queued_bytes",
-        "Bytes waiting in the capture queue for the writer thread.",
+        "Bytes waiting in the capture ring for the writer process.",
         lambda: float(tap.counters.queued_bytes),
     )
 
