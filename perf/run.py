@@ -72,10 +72,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_one(name: str, quick: bool) -> dict[str, Any]:
+def run_one(name: str, quick: bool, argv: list[str] | None = None) -> dict[str, Any]:
     module = importlib.import_module(f"benches.{name}")
     started = time.time()
-    metrics = module.run(quick=quick)
+    # Knobs after `--` go to benchmarks whose run() takes them (e.g. gateway_e2e).
+    metrics = module.run(quick=quick, argv=argv) if argv else module.run(quick=quick)
     result = {
         "bench": name,
         "commit": git_commit(),
@@ -94,14 +95,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", help=f"benchmark name or 'all' ({', '.join(available())})")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    args = parser.parse_args()
+    parser.epilog = "Options after -- go to the benchmark (e.g. gateway_e2e -- --help)."
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    bench_args = argv[cut + 1 :]
     names = available() if args.name == "all" else [args.name]
     unknown = [n for n in names if n not in available()]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {available()}", file=sys.stderr)
         return 2
     for name in names:
-        print(json.dumps(run_one(name, args.quick)), flush=True)
+        print(json.dumps(run_one(name, args.quick, bench_args)), flush=True)
     return 0
 
 
