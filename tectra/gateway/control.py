@@ -110,11 +110,17 @@ class GatewayControlServicer(gateway_pb2_grpc.GatewayControlServicer):  # type: 
     ) -> Any:
         svc = self._service(context)
         s = svc.orders_summary()
+        risk = svc.risk_observations(take_latencies=request.take_latencies)
         return gateway_pb2.OrdersSummaryReply(
             open_orders=s["open_orders"],
             by_status=s["by_status"],
             rejects_by_reason=s["rejects_by_reason"],
             counters={k: int(v) for k, v in s["counters"].items()},
+            recent_step_ns=risk["recent_step_ns"],
+            exposure_by_account=risk["exposure_by_account"],
+            pnl_by_account=risk["pnl_by_account"],
+            venue_up=risk["venue_up"],
+            venue_id=risk["venue_id"],
         )
 
 

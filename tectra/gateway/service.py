@@ -21,6 +21,7 @@ reaching the application (quickfix `fromApp`) to the OUCH bytes written to the v
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -252,6 +253,8 @@ class GatewayService:
         )
         self.send_errors = 0
         self.venue_refused = 0
+        # Decision latencies since the kill role last asked (its latency-spike trigger).
+        self._recent_steps: collections.deque[int] = collections.deque(maxlen=8192)
         self.metrics = metrics or MetricsRegistry()
         self.fix_to_venue = self.metrics.latency_histogram(
             "tectra_gateway_fix_to_venue_ns",
@@ -483,7 +486,9 @@ class GatewayService:
                 )
             t0 = self.clock()
             res = self._step(record, now)
-            self.step_latency.record(self.clock() - t0)
+            dt = self.clock() - t0
+            self.step_latency.record(dt)
+            self._recent_steps.append(dt)
             self._act(res, t_in)
 
     def on_status_request(self, session_id: int, record: npt.NDArray[np.void]) -> None:
@@ -634,6 +639,30 @@ class GatewayService:
                 )
         return out
 
+    def risk_observations(self, *, take_latencies: bool = False) -> dict[str, Any]:
+        """What the kill switch's triggers watch: decision latencies since the last call,
+        exposure (open + executed notional) and P&L (realised + unrealised - fees) per account,
+        and the venue link."""
+        steps = []
+        while take_latencies and self._recent_steps:
+            steps.append(self._recent_steps.popleft())
+        pnl: dict[int, int] = {}
+        for p in self.positions():
+            acct = int(p["account_id"])
+            pnl[acct] = pnl.get(acct, 0) + p["realised_pnl"] + p["unrealised_pnl"] - p["fees"]
+        with self.lock:
+            exposure = {}
+            for acct in sorted({*self.core.risk.limits.account_ids.values(), *pnl}):
+                a = self.core.risk.account(acct)
+                exposure[acct] = a["open_notional"] + a["executed_notional"]
+        return {
+            "recent_step_ns": steps,
+            "exposure_by_account": exposure,
+            "pnl_by_account": pnl,
+            "venue_up": self.venue.logged_in,
+            "venue_id": self.config.gateway.venue_id,
+        }
+
     def orders_summary(self) -> dict[str, Any]:
         with self.lock:
             rows = self.core.store.rows[self.core.store.rows["used"] == 1]
@@ -674,22 +703,22 @@ class GatewayService:
         m.gauge_from(
             "tectra_gateway_open_orders",
             "Live orders in the order store.",
-            lambda: {(): self.core.open_orders()},
+            self.core.open_orders,
         )
         m.gauge_from(
             "tectra_gateway_venue_up",
             "1 when the venue session is logged in.",
-            lambda: {(): int(self.venue.logged_in)},
+            lambda: int(self.venue.logged_in),
         )
         m.gauge_from(
             "tectra_gateway_limits_version",
             "Risk limits version in force.",
-            lambda: {(): self.core.risk.limits.version},
+            lambda: self.core.risk.limits.version,
         )
         m.gauge_from(
             "tectra_gateway_kill_view_available",
             "1 when the kill control block is readable (0: every new order is blocked).",
-            lambda: {(): int(self.kill_view.available)},
+            lambda: int(self.kill_view.available),
         )
 
     # ---- housekeeping (the role's loop) ------------------------------------------------

@@ -179,3 +179,28 @@ def test_config_errors_are_typed(tmp_path: Path) -> None:
 
         load_config(bad)
     assert json.dumps(config.gateway.venue_port)
+
+
+def test_metrics_are_exported(env: Env) -> None:
+    text = env.gw.metrics.exposition().decode()
+    for name in (
+        "tectra_gateway_venue_up 1.0",
+        "tectra_gateway_open_orders 0.0",
+        "tectra_gateway_limits_version 1.0",
+        "tectra_gateway_kill_view_available 1.0",
+        "tectra_gateway_fix_to_venue_ns",
+    ):
+        assert name in text, name
+    assert "tectra_metrics_callback_errors" not in text or "} 0.0" in text
+
+
+def test_risk_observations_for_the_kill_switch(env: Env) -> None:
+    c = env.client()
+    c.new_order("O1", qty="100", price=f"{float(env.ref('AAPL')) + 0.02:.2f}")
+    c.wait_app(lambda m: m.get(11) == "O1" and m.get(39) == "2")
+    obs = env.gw.risk_observations(take_latencies=True)
+    assert obs["venue_up"] and obs["venue_id"] == 1
+    assert len(obs["recent_step_ns"]) == 1 and obs["recent_step_ns"][0] > 0
+    assert obs["exposure_by_account"][1] > 0  # ACC1 traded 100 shares
+    assert 1 in obs["pnl_by_account"]
+    assert env.gw.risk_observations(take_latencies=True)["recent_step_ns"] == []
