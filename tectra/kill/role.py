@@ -21,12 +21,19 @@ from tectra.core.config import KillConfig, TectraConfig
 from tectra.io.killblock import Scope
 from tectra.kill.engine import KillEngine, VenueBook, open_block
 from tectra.kill.fanout import Fanout
-from tectra.kill.inputs import EStopFile, MarketDataActivity, Observations, TriggerInput
+from tectra.kill.inputs import (
+    EStopFile,
+    GatewayActivity,
+    MarketDataActivity,
+    Observations,
+    TriggerInput,
+)
 from tectra.kill.ledger import KillLedger
 from tectra.kill.servicer import kill_control_adder
 from tectra.kill.state import StateStore
 from tectra.kill.subscriber import CancelProgress, KillSubscriber
 from tectra.kill.triggers import KillActionName, TriggerSet, TriggerSettings
+from tectra.mgmt.role_control import control_socket_path
 from tectra.roles.shell import RoleShell
 
 __all__ = ["GuardIsolator", "build_triggers", "run_kill"]
@@ -137,9 +144,11 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
     restored = engine.restore()
     obs = observations or Observations()
     md = MarketDataActivity(config.feed.refs_table, config.appliance.shm_root)
+    gateway = GatewayActivity(control_socket_path(Path(config.appliance.state_dir), "gateway"))
     inputs: list[TriggerInput] = [
         EStopFile(kc.estop_file or run_dir / "kill.estop"),
         md,
+        gateway,
         obs,
     ]
     mirror: KillSubscriber | None = None
@@ -169,6 +178,7 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
             shell.details["fanout"] = lambda: fanout.paths
             shell.details["isolation"] = lambda: isolation
             shell.details["market_data"] = lambda: md.error or "refs attached"
+            shell.details["gateway_inputs"] = lambda: gateway.error or f"{gateway.polls} polls"
             shell.ready(f"kill switch serving ({fanout.paths}); {restored}")
             interval = kc.evaluate_interval_s or 0.05
             while not shell.stopping:
@@ -184,6 +194,7 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
             mirror.stop()
         fanout.stop()
         md.close()
+        gateway.close()
         if isolator is not None:
             # Isolation in force stays in force only while the role runs; on stop the block
             # (persisted, in shm) still rejects orders, and a restart re-isolates active kills.
