@@ -21,7 +21,6 @@ Target: all cancels sent < 100 ms.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -38,34 +37,24 @@ from tectra.kill.wire import kill_id_u64
 from tectra.mgmt.role_control import RoleControlError, control_socket_path, fetch_status
 from tectra.mgmt.v1 import kill_pb2, kill_pb2_grpc
 from tectra.schema import OrderAction, OrdType, Side, TimeInForce, encode_symbol, new_records
+from tectra.sim.lab import limits_toml, start_venue, stop_process
 
-LIMITS = """
-description = "kill_cancel bench"
-restricted = []
-[defaults]
-tick_size = "0.01"
-max_qty = 100000
-max_notional = 1000000000
-band_bps = 5000
-band_ticks = 0
-max_ref_age_ns = 60000000000
-credit_limit = 100000000000
-max_position = 10000000
-max_strategy_position = 10000000
-session_rate_per_s = 1000000
-session_burst = 1000000
-venue_rate_per_s = 1000000
-venue_burst = 1000000
-[modes]
-[instruments.AAPL]
-id = 1
-[accounts.ALPHA]
-id = 1
-[accounts.BETA]
-id = 2
-[venues.SIM]
-id = 1
-"""
+LIMITS = limits_toml(
+    {"AAPL": 1},
+    {"ALPHA": 1, "BETA": 2},
+    description="kill_cancel bench",
+    max_qty=100_000,
+    max_notional=1_000_000_000,
+    band_bps=5000,
+    max_ref_age_ns=60_000_000_000,
+    credit_limit=100_000_000_000,
+    max_position=10_000_000,
+    max_strategy_position=10_000_000,
+    session_rate_per_s=1_000_000,
+    session_burst=1_000_000,
+    venue_rate_per_s=1_000_000,
+    venue_burst=1_000_000,
+)
 
 
 def _free_port() -> int:
@@ -141,25 +130,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n_orders = 2_000 if quick else 10_000
     rounds = 2 if quick else 3
     root = Path(tempfile.mkdtemp(prefix="tectra-kill-cancel-"))
-    venue = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tectra.sim.ouch_venue",
-            "--port",
-            "0",
-            "--symbols",
-            "AAPL",
-            "--levels",
-            "0",
-            "--band-pct",
-            "0",
-            "--heartbeat-timeout",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    venue = start_venue(("AAPL",), "--levels", "0", "--band-pct", "0", "--heartbeat-timeout", "60")
     kill_proc = None
     gw = None
     sent_ns: list[int] = []
@@ -167,10 +138,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     place_s: list[float] = []
     acks: list[dict[str, Any]] = []
     try:
-        assert venue.stdout is not None
-        info = json.loads(venue.stdout.readline())
         ref = 1_000_000
-        cfg_path = _appliance(root, int(info["listening"].rsplit(":", 1)[1]), ref)
+        cfg_path = _appliance(root, venue.port, ref)
         config = load_config(cfg_path)
         kill_proc = subprocess.Popen(
             [sys.executable, "-m", "tectra", "run", "kill", "--config", str(cfg_path)],
@@ -249,8 +218,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         if kill_proc is not None:
             kill_proc.terminate()
             kill_proc.wait(15)
-        venue.terminate()
-        venue.wait(15)
+        stop_process(venue.proc)
     sent = np.array(sent_ns, dtype=np.int64)
     conf = np.array(confirmed_ns, dtype=np.int64)
     return {

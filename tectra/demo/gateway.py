@@ -24,36 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from tectra.demo import Appliance, DemoOptions, _free_port
+from tectra.sim.lab import limits_toml, start_venue, stop_process
 
-LIMITS = """
-description = "demo limits"
-restricted = ["GME"]
-[defaults]
-tick_size = "0.01"
-max_qty = 800
-max_notional = 2000000
-band_bps = 200
-band_ticks = 0
-max_ref_age_ns = 5000000000
-credit_limit = 50000000
-max_position = 20000
-max_strategy_position = 20000
-session_rate_per_s = 400
-session_burst = 100
-venue_rate_per_s = 1000
-venue_burst = 200
-[modes]
-[instruments.AAPL]
-id = 1
-[instruments.MSFT]
-id = 2
-[accounts.ALPHA]
-id = 1
-[accounts.BETA]
-id = 2
-[venues.SIM]
-id = 1
-"""
+LIMITS = limits_toml(
+    {"AAPL": 1, "MSFT": 2},
+    {"ALPHA": 1, "BETA": 2},
+    restricted=("GME",),
+    description="demo limits",
+    max_qty=800,
+    max_notional=2_000_000,
+    band_bps=200,
+    credit_limit=50_000_000,
+    max_position=20_000,
+    max_strategy_position=20_000,
+    session_rate_per_s=400,
+    session_burst=100,
+    venue_rate_per_s=1000,
+    venue_burst=200,
+)
 
 # Both clients trade AAPL, so besides the venue's own liquidity they also meet each other (the
 # self-match rule stops each from crossing its own resting orders).
@@ -165,32 +153,15 @@ def run_gateway_stage(opts: DemoOptions) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="tectra-gateway-demo-"))
     shm_root = Path("/dev/shm/tectra") / workdir.name
     summary: dict[str, Any] = {"ok": False, "workdir": str(workdir)}
-    venue = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tectra.sim.ouch_venue",
-            "--port",
-            "0",
-            "--symbols",
-            "AAPL,MSFT",
-            "--seed",
-            "11",
-            "--levels",
-            "5",
-            "--level-qty",
-            "300",
-        ],
-        stdout=subprocess.PIPE,
+    venue = start_venue(
+        ("AAPL", "MSFT"),
+        *("--seed", "11", "--levels", "5", "--level-qty", "300"),
         stderr=(workdir / "venue.log").open("wb"),
-        text=True,
     )
     appliance: Appliance | None = None
     try:
-        assert venue.stdout is not None
-        info = json.loads(venue.stdout.readline())
-        refs = {s: int(px) for s, px in info["reference_prices"].items()}
-        venue_port = int(info["listening"].rsplit(":", 1)[1])
+        refs = venue.reference_prices
+        venue_port = venue.port
         config = _write(workdir, venue_port, refs, shm_root)
         say("\n== Gateway stage: FIX clients -> risk -> OUCH 4.2 venue, then a kill drill ==")
         say(f"  venue simulator on 127.0.0.1:{venue_port}, references {refs}")
@@ -214,11 +185,7 @@ def run_gateway_stage(opts: DemoOptions) -> dict[str, Any]:
     finally:
         if appliance is not None:
             summary["exit_codes"] = appliance.stop()
-        venue.terminate()
-        try:
-            venue.wait(10)
-        except subprocess.TimeoutExpired:
-            venue.kill()
+        stop_process(venue.proc)
     if "error" not in summary:
         summary.update(_replay(workdir / "journal" / "gateway", say))
         summary["ok"] = bool(summary.get("checks_ok")) and summary.get("replay_divergences") == 0
