@@ -121,6 +121,7 @@ _PENDING_CANCEL: Final = np.uint8(ExecType.PENDING_CANCEL)
 _PENDING_REPLACE: Final = np.uint8(ExecType.PENDING_REPLACE)
 _NO_REPORTS: Final = new_records(EXECUTION_REPORT, 0)
 _NO_ACTIONS: Final = np.zeros(0, np.uint8)
+_NO_VERDICTS: Final = new_records(RISK_VERDICT, 0)
 
 
 class TokenSource(Protocol):
@@ -333,6 +334,10 @@ class GatewayCore:
         if kill is not None and kill.shape[0] != n:
             # Verdicts taken for another batch cannot be matched to these orders: fail closed.
             kill = np.full(n, KILL_BLOCKED, np.uint8)
+        if n == 1 and kill is None and int(orders["action"][0]) == OrderAction.NEW:
+            fast = self._one_new(orders, now_ns)
+            if fast is not None:
+                return fast
         reqs = new_records(ORDER_REQUEST, n)
         reqs[:] = orders
         reqs["order_id"] = self._new_ids(n)
@@ -447,13 +452,36 @@ class GatewayCore:
                 venue_out.append(data)
         if release:
             self.risk.on_execution(self._synthetic_rejects(reqs[release], now_ns))
+        return self._finish(reqs, reasons, venue_out, verdicts, trans_parts, now_ns=now_ns)
+
+    def _finish(
+        self,
+        reqs: npt.NDArray[np.void],
+        reasons: npt.NDArray[np.uint16],
+        venue_out: list[bytes],
+        verdicts: npt.NDArray[np.void],
+        trans_parts: list[npt.NDArray[np.void]],
+        *,
+        now_ns: int,
+    ) -> StepResult:
+        """A request batch's client reports, refusals and counters (both paths share it)."""
+        n = int(reqs.shape[0])
         transitions = _concat_transitions(trans_parts)
         client = self._client_reports(transitions, now_ns)
-        refused = np.flatnonzero(reasons)
         self._count("requests", n)
         self._count("venue_messages_out", len(venue_out))
-        if not refused.size:  # the common case: nothing refused, nothing to report yet
-            return StepResult(venue_out, client, _NO_REPORTS, _NO_ACTIONS, verdicts, transitions)
+        if n == 1:
+            if not reasons[0]:
+                return StepResult(
+                    venue_out, client, _NO_REPORTS, _NO_ACTIONS, verdicts, transitions
+                )
+            refused = np.zeros(1, np.int64)
+        else:
+            refused = np.flatnonzero(reasons)
+            if not refused.size:  # the common case: nothing refused, nothing to report yet
+                return StepResult(
+                    venue_out, client, _NO_REPORTS, _NO_ACTIONS, verdicts, transitions
+                )
         self._reject_count(reasons[refused])
         is_cxl = reqs["action"][refused] != OrderAction.NEW
         rej = request_rejects(reqs[refused[~is_cxl]], reasons[refused[~is_cxl]], now_ns)
@@ -473,13 +501,72 @@ class GatewayCore:
             transitions,
         )
 
+    def _one_new(self, orders: npt.NDArray[np.void], now_ns: int) -> StepResult | None:
+        """`on_requests` for the common batch: one NEW order and no kill verdict, in plain
+        Python scalars. Same steps, same state changes and byte-identical outputs as the batch
+        path (tests/gateway/test_fast_path.py compares them); None, before changing anything,
+        for what it does not handle (the batch path does)."""
+        o = orders[0]
+        session = int(o["session_id"])
+        limits = self.risk.limits
+        acct = int(o["account_id"])
+        if acct == 0:
+            found = limits.account_ids.get(_text(bytes(o["account"])))
+            if found is None:
+                found = self.config.session_accounts.get(session)
+            if found is None:
+                return None
+            acct = found
+        reqs = new_records(ORDER_REQUEST, 1)
+        reqs[:] = orders
+        r = reqs[0]
+        r["order_id"] = self.next_order_id
+        self.next_order_id += 1
+        r["venue_id"] = self.config.venue_id
+        r["account_id"] = acct
+        r["instrument_id"] = limits.symbols.get(_text(bytes(r["symbol"])), 0)
+        reasons = np.zeros(1, dtype=np.uint16)
+        got = self.tokens.assign(session, [_text(bytes(r["cl_ord_id"]))])[0]
+        verdicts = new_records(RISK_VERDICT, 0)
+        trans_parts: list[npt.NDArray[np.void]] = []
+        venue_out: list[bytes] = []
+        if not got.ok:
+            reasons[0] = got.reject_reason
+        else:
+            out = self.risk.step(reqs, self.refs.table, now_ns, refs_by_instrument=True)
+            verdicts = new_records(RISK_VERDICT, int(out.shape[0]))
+            verdicts[:] = out
+            if int(verdicts["verdict"][0]) != Verdict.PASS:
+                reasons[0] = verdicts["reason_code"][0]
+        if not reasons[0]:
+            accepted, store_reasons = self.store.on_requests(reqs, now_ns)
+            trans_parts.append(self.store.last_transitions.copy())
+            if not accepted[0]:
+                reasons[0] = store_reasons[0]
+                self.risk.on_execution(self._synthetic_rejects(reqs[[0]], now_ns))
+            else:
+                try:
+                    data = self.tracker.on_request(r, got.token, "")
+                except OuchError:
+                    reasons[0] = RejectReason.INVALID_ORDER
+                    self._count("ouch_refused")
+                    trans_parts.append(self._undo(r, now_ns))
+                else:
+                    self.store.set_token(int(r["order_id"]), got.token.encode("ascii"))
+                    venue_out.append(data)
+        return self._finish(reqs, reasons, venue_out, verdicts, trans_parts, now_ns=now_ns)
+
     def _client_reports(self, transitions: npt.NDArray[np.void], now_ns: int) -> Any:
         """The client's reports for these transitions (PENDING_* ones only if send_pending)."""
         if not self.config.send_pending:
             et = transitions["exec_type"]
-            keep = (et != _PENDING_NEW) & (et != _PENDING_CANCEL) & (et != _PENDING_REPLACE)
-            if not keep.all():
-                transitions = transitions[keep]
+            if et.shape[0] == 1:
+                if int(et[0]) in _PENDING_EXEC:
+                    return _NO_REPORTS
+            else:
+                keep = (et != _PENDING_NEW) & (et != _PENDING_CANCEL) & (et != _PENDING_REPLACE)
+                if not keep.all():
+                    transitions = transitions[keep]
         if not transitions.shape[0]:
             return _NO_REPORTS
         return self.store.execution_reports(transitions, now_ns)
@@ -527,10 +614,13 @@ class GatewayCore:
         client = self._client_reports(trans, now_ns)
         # A refused cancel/replace comes back as REJECTED with the order still live: FIX wants
         # an OrderCancelReject for it, not an ExecutionReport.
-        from_status = {int(t["seq"]): int(t["from_status"]) for t in trans}
         is_cxl = (client["exec_type"] == ExecType.REJECTED) & (
             client["ord_status"] != OrdStatus.REJECTED
         )
+        if not is_cxl.any():
+            # The common case: `client` is already a fresh array of zeroed records.
+            return StepResult([], client, _NO_REPORTS, _NO_ACTIONS, _NO_VERDICTS, trans)
+        from_status = dict(zip(trans["seq"].tolist(), trans["from_status"].tolist(), strict=True))
         cxl = client[is_cxl]
         cxl_to = np.array(
             [

@@ -994,55 +994,87 @@ class OrderStore:
         replacement's ClOrdID) unless the replacement was orphaned by the original finishing:
         then it is the refusal, with the original's status. Transitions of orders no longer in
         the store are skipped."""
-        picked: list[tuple[int, int]] = []
-        for i in range(int(transitions.shape[0])):
-            t = transitions[i]
-            slot = self._by_id.get(int(t["order_id"]))
-            to_status, from_status = int(t["to_status"]), int(t["from_status"])
-            if slot is not None and not _internal_only(from_status, to_status, int(t["source"])):
-                picked.append((i, slot))
-        # Filled in place, never through fancy indexing: a copy of a padded record array leaves
-        # its padding bytes undefined, and journaled outputs must be bit-identical.
-        out = new_records(EXECUTION_REPORT, len(picked))
-        for j, (i, slot) in enumerate(picked):
-            t = transitions[i]
-            to_status, from_status = int(t["to_status"]), int(t["from_status"])
-            r = self.rows[slot]
-            o = out[j]
-            o["ts_ns"] = int(now_ns)
-            o["seq"] = int(t["seq"])
-            o["order_id"] = int(t["order_id"])
-            o["exec_id"] = int(t["exec_id"])
-            for name in ("price", "cum_qty", "leaves_qty", "avg_px", "last_px", "last_qty"):
-                o[name] = int(t[name])
-            o["order_qty"] = int(t["order_qty"])
-            for name in (
-                "instrument_id",
-                "account_id",
-                "strategy_id",
-                "session_id",
-                "venue_id",
-                "side",
-                "symbol",
-                "cl_ord_id",
-                "orig_cl_ord_id",
+        n = int(transitions.shape[0])
+        by_id = self._by_id
+        if n == 1:  # the common case: no numpy masks for one transition
+            t = transitions[0]
+            slot1 = by_id.get(int(t["order_id"]))
+            if slot1 is None or _internal_only(
+                int(t["from_status"]), int(t["to_status"]), int(t["source"])
             ):
-                o[name] = r[name]
-            o["order_token"] = r["token"]
-            o["exec_type"] = int(t["exec_type"])
-            o["ord_status"] = to_status
-            if from_status == _STAGED and to_status == OrdStatus.REJECTED:
-                # An orphaned replace: the client sees its replace refused (ClOrdID the
-                # replacement's), with the original order's status.
-                orig = self._by_id.get(int(r["orig_order_id"]))
-                if orig is not None:
-                    o["ord_status"] = int(self.rows["status"][orig])
-            o["reject_reason"] = int(t["reject_reason"])
-            request_cl = bytes(t["request_cl_ord_id"])
-            if request_cl:
-                o["orig_cl_ord_id"] = r["cl_ord_id"]
-                o["cl_ord_id"] = request_cl
-            o["transact_ns"] = int(t["ts_ns"])
+                return new_records(EXECUTION_REPORT, 0)
+            idx = np.zeros(1, np.int64)
+            slots = np.array([slot1], np.int64)
+        else:
+            picked_i: list[int] = []
+            picked_s: list[int] = []
+            for i, (oid, fr, to, src) in enumerate(
+                zip(
+                    transitions["order_id"].tolist(),
+                    transitions["from_status"].tolist(),
+                    transitions["to_status"].tolist(),
+                    transitions["source"].tolist(),
+                    strict=True,
+                )
+            ):
+                slot = by_id.get(oid)
+                if slot is not None and not _internal_only(fr, to, src):
+                    picked_i.append(i)
+                    picked_s.append(slot)
+            idx = np.array(picked_i, np.int64)
+            slots = np.array(picked_s, np.int64)
+        # Column by column into zeroed records, never whole-record fancy copies: a copy of a
+        # padded record array leaves its padding bytes undefined, and journaled outputs must
+        # be bit-identical.
+        out = new_records(EXECUTION_REPORT, int(idx.shape[0]))
+        if not idx.shape[0]:
+            return out
+        t = transitions[idx]
+        rows = self.rows
+        out["ts_ns"] = int(now_ns)
+        for name in (
+            "seq",
+            "order_id",
+            "exec_id",
+            "price",
+            "cum_qty",
+            "leaves_qty",
+            "avg_px",
+            "last_px",
+            "last_qty",
+            "order_qty",
+            "exec_type",
+            "reject_reason",
+        ):
+            out[name] = t[name]
+        for name in (
+            "instrument_id",
+            "account_id",
+            "strategy_id",
+            "session_id",
+            "venue_id",
+            "side",
+            "symbol",
+            "cl_ord_id",
+            "orig_cl_ord_id",
+        ):
+            out[name] = rows[name][slots]
+        out["order_token"] = rows["token"][slots]
+        to_status = t["to_status"]
+        out["ord_status"] = to_status
+        orphaned = np.flatnonzero((t["from_status"] == _STAGED) & (to_status == OrdStatus.REJECTED))
+        for j in orphaned.tolist():
+            # An orphaned replace: the client sees its replace refused (ClOrdID the
+            # replacement's), with the original order's status.
+            orig = by_id.get(int(rows["orig_order_id"][int(slots[j])]))
+            if orig is not None:
+                out["ord_status"][j] = int(rows["status"][orig])
+        request_cl = t["request_cl_ord_id"]
+        answered = np.flatnonzero(request_cl != b"")
+        if answered.size:
+            out["orig_cl_ord_id"][answered] = rows["cl_ord_id"][slots[answered]]
+            out["cl_ord_id"][answered] = request_cl[answered]
+        out["transact_ns"] = t["ts_ns"]
         return out
 
     # ---- snapshots ---------------------------------------------------------------------------
