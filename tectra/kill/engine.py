@@ -52,6 +52,7 @@ from tectra.core.log import get_logger
 from tectra.core.metrics import LatencyHistogram
 from tectra.io.killblock import Flag, KillBlock, KillBlockFullError, Scope
 from tectra.kill.fanout import Fanout
+from tectra.kill.journal import KillJournal
 from tectra.kill.ledger import KillLedger, LedgerError
 from tectra.kill.state import PersistedState, StateCorruptError, StateError, StateStore
 from tectra.kill.triggers import Firing, KillActionName, TriggerSet, TriggerStatus
@@ -361,8 +362,10 @@ class KillEngine:
         clock: Clock | None = None,
         realtime: Clock | None = None,
         issuer: str = "tectra-kill",
+        journal: KillJournal | None = None,
     ) -> None:
         self.block = block
+        self.journal = journal
         self.ledger = ledger
         self.store = store
         self.fanout = fanout
@@ -444,9 +447,14 @@ class KillEngine:
         self, kind: str, kill_id: str, actor: str, reason: str, payload: dict[str, Any]
     ) -> None:
         try:
-            self.ledger.append(kind, kill_id, actor, reason, payload, self.realtime.now_ns())
+            entry = self.ledger.append(
+                kind, kill_id, actor, reason, payload, self.realtime.now_ns()
+            )
         except LedgerError as exc:
             self._fail("ledger", str(exc))
+            return
+        if self.journal is not None:
+            self.journal.note({"ledger": entry.to_dict()})
 
     def restore(self) -> str:
         """Load persisted state at start; fail closed when it cannot be trusted. Returns what
@@ -735,6 +743,13 @@ class KillEngine:
         return tracker
 
     def _publish(self, command: KillCommand) -> dict[str, Any]:
+        try:
+            return self._send(command)
+        finally:
+            if self.journal is not None:  # after the send: capture never delays a command
+                self.journal.command(command.encode(), command.sent_ns)
+
+    def _send(self, command: KillCommand) -> dict[str, Any]:
         if self.fanout is None:
             return {"paths": "none"}
         try:
@@ -848,6 +863,8 @@ class KillEngine:
     # ------------------------------------------------------------------ acks
     def on_ack(self, ack: KillAck, recv_ns: int) -> None:
         """Called by the fan-out's ack thread (and NATS loop) for every ack."""
+        if self.journal is not None:
+            self.journal.ack(ack.encode(), recv_ns)
         key = (ack.kill_id, ack.action is WireAction.CLEAR, ack.status is KillAckStatus.DRY_RUN)
         with self._lock:
             self.counts["acks"] += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from tectra.core.clock import monotonic_ns
 from tectra.core.config import KillConfig, TectraConfig
 from tectra.io.killblock import Scope
+from tectra.journal.writer import WriterOptions
 from tectra.kill.engine import KillEngine, VenueBook, open_block
 from tectra.kill.fanout import Fanout
 from tectra.kill.inputs import (
@@ -28,6 +29,7 @@ from tectra.kill.inputs import (
     Observations,
     TriggerInput,
 )
+from tectra.kill.journal import KillJournal
 from tectra.kill.ledger import KillLedger
 from tectra.kill.servicer import kill_control_adder
 from tectra.kill.state import StateStore
@@ -111,6 +113,18 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
         kc.ledger or kill_dir / "ledger.jsonl", LEDGER_NAME, on_torn_tail="truncate"
     )
     block = open_block(kc.control_block, config.appliance.shm_root, store)
+    # Capture of every command, ack and ledger record (issue 6); its own thread, never on the
+    # kill path. Started before restore so a fail-closed restore is captured too.
+    # A journal that cannot be opened (locked, damaged) must not keep the kill switch down:
+    # the role runs without capture and says so in its status.
+    capture = KillJournal(state_dir / "journal" / "kill", WriterOptions.from_config(config.journal))
+    journal: KillJournal | None = capture
+    journal_state = "capturing to " + str(capture.directory)
+    try:
+        capture.start()
+    except Exception as exc:
+        journal_state = f"unavailable: {exc}"
+        journal = None
     venues = VenueBook(kc.venues)
     appliance = config.appliance.name
     fanout = Fanout(
@@ -140,6 +154,7 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
         confirm_timeout_s=kc.confirm_timeout_s,
         slow_max_orders_per_s=kc.slow_max_orders_per_s,
         issuer=f"{appliance}/kill",
+        journal=journal,
     )
     restored = engine.restore()
     obs = observations or Observations()
@@ -177,6 +192,7 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
             shell.details["active_kills"] = lambda: str(len(engine.active()))
             shell.details["fanout"] = lambda: fanout.paths
             shell.details["isolation"] = lambda: isolation
+            shell.details["journal"] = lambda: journal_state
             shell.details["market_data"] = lambda: md.error or "refs attached"
             shell.details["gateway_inputs"] = lambda: gateway.error or f"{gateway.polls} polls"
             shell.ready(f"kill switch serving ({fanout.paths}); {restored}")
@@ -199,6 +215,8 @@ def run_kill(config: TectraConfig, observations: Observations | None = None) -> 
             # Isolation in force stays in force only while the role runs; on stop the block
             # (persisted, in shm) still rejects orders, and a restart re-isolates active kills.
             isolator.close()
+        if journal is not None:
+            journal.close()
         ledger.close()
         block.close()  # never unlinked: gateways keep reading it
     return 0
