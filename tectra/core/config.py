@@ -905,6 +905,12 @@ class GatewayConfig:
         "crash, not a host crash; the token high-water mark is always fsync'd).",
         parse=_bool,
     )
+    snapshot_interval_s: float = setting(
+        60.0,
+        doc="With capture: journal a snapshot of the gateway's state this often, so replay can "
+        "start from one instead of the beginning; 0 = only at start.",
+        parse=_seconds,
+    )
     kill_name: str = setting(
         "gateway",
         doc="Name this gateway acknowledges kill commands under (list it in [kill] subscribers "

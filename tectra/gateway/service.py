@@ -265,6 +265,7 @@ class GatewayService:
         )
         self._register_metrics()
         self._started = False
+        self._snapshot_ns = 0
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -272,7 +273,8 @@ class GatewayService:
         with self.lock:
             self._refresh_refs(self.clock(), force=True)
             if self.recorder is not None:
-                self.recorder.snapshot(self.clock())  # replay starts from this state
+                self._snapshot_ns = self.clock()
+                self.recorder.snapshot(self._snapshot_ns)  # replay starts from this state
         self.venue.start()
         self.kill_subscriber.start(nats_wait_s=0.5)
         # Give the venue login a moment before clients can log on, so the first orders of the
@@ -700,6 +702,16 @@ class GatewayService:
             lambda: {(k,): v for k, v in self.acceptor.counters().items()},
             labels=["event"],
         )
+        m.counter_from(
+            "tectra_risk_rule",
+            "Pre-trade risk per rule: orders evaluated, rule hits, denies, dry-run hits.",
+            lambda: {
+                (name, what): v
+                for name, *values in self.core.risk.counters().rows()
+                for what, v in zip(("evaluated", "hits", "denies", "dry_run"), values, strict=True)
+            },
+            labels=["rule", "what"],
+        )
         m.gauge_from(
             "tectra_gateway_open_orders",
             "Live orders in the order store.",
@@ -728,6 +740,12 @@ class GatewayService:
         if not self.kill_view.available and self.kill_view.reopen():
             log.info("kill control block attached")
         with self.lock:
-            self._refresh_refs(self.clock())
+            now = self.clock()
+            self._refresh_refs(now)
             if self._journal is not None:
                 self._journal.tick()  # fsync = batch: sync on time even when idle
+            every = int(self.config.gateway.snapshot_interval_s * 1e9)
+            if self.recorder is not None and every and now - self._snapshot_ns >= every:
+                # Replay (and a later restore) can start here instead of at the beginning.
+                self.recorder.snapshot(now)
+                self._snapshot_ns = now

@@ -5,6 +5,7 @@ the recorded ones, and a changed output is reported as the first divergence."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,25 @@ def test_a_changed_output_is_the_first_divergence(journal: Path) -> None:
     assert not diff.zero
     first = diff.first
     assert first is not None and "cum_qty" in first.format_text()
+
+
+def test_periodic_snapshots_let_replay_start_later(tmp_path: Path) -> None:
+    with venue_process() as venue:
+        refs = ",".join(f"{s}={px / 10_000:.2f}" for s, px in venue["reference_prices"].items())
+        env = Env(
+            tmp_path, venue, static_refs=refs, capture=True, extra="snapshot_interval_s = 0.2"
+        )
+        try:
+            c = env.client(0)
+            low = f"{float(env.ref('AAPL')) - 1:.2f}"
+            for i in range(6):
+                c.new_order(f"P{i}", qty="10", price=low)
+                report(c, f"P{i}", "0")
+                time.sleep(0.25)
+                env.gw.housekeeping()
+        finally:
+            env.close()
+    journal = Path(env.config.appliance.state_dir) / "journal" / "gateway"
+    diff = replay_journal(journal, replay_component(), options=ReplayOptions(from_snapshot=True))
+    assert diff.zero, diff.format_text()
+    assert diff.snapshot_steps["GATEWAY"] > 2  # started from a later snapshot, not the first
