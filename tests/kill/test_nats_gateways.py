@@ -124,8 +124,7 @@ def _start_venue(ns: str, log: Path) -> tuple[subprocess.Popen[str], int]:
             "-m",
             "tectra.sim.ouch_venue",
             *("--port", "0", "--symbols", "AAPL"),
-            "--levels",
-            "0",
+            *("--levels", "0", "--band-pct", "0"),  # an empty book, any price accepted
         ],
         log,
         stdout=subprocess.PIPE,
