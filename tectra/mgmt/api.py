@@ -174,9 +174,43 @@ class LimitsServicer(mgmt_pb2_grpc.LimitsServiceServicer):  # type: ignore[misc]
             return self._load(context, request.limits_json, request.reason, request.dry_run, prev)
 
 
+# Kill scopes whose names are the limits' own tables: the gateway's GetLimits is the one place
+# that maps a symbol or an account name to the id every gateway's control block uses.
+_LIMITS_TABLE_OF_SCOPE = {kill_pb2.SYMBOL: "instruments", kill_pb2.ACCOUNT: "accounts"}
+
+
 class KillServicer(mgmt_pb2_grpc.KillServiceServicer):  # type: ignore[misc]
     def __init__(self, backend: RoleBackend) -> None:
         self._backend = backend
+
+    def _resolve(self, context: grpc.ServicerContext, target: Any) -> None:
+        """Fill `scope_id` of a SYMBOL/ACCOUNT target given by name from the active limits
+        (instruments.NAME.id / accounts.NAME.id); refuse an unknown name before anything acts.
+        Numeric names and explicit ids pass through; venue names are the kill role's own
+        (kill.venues)."""
+        table = _LIMITS_TABLE_OF_SCOPE.get(target.scope)
+        name = target.scope_name.strip()
+        if table is None or not name or target.scope_id or name.isdigit():
+            return
+        reply = _forward(
+            context, lambda: self._backend.gateway("GetLimits", gateway_pb2.LimitsRequest())
+        )
+        try:
+            entries = json.loads(reply.limits_json or "{}").get(table) or {}
+        except (json.JSONDecodeError, AttributeError):
+            entries = {}
+        entry = entries.get(name) if isinstance(entries, dict) else None
+        sid = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0:
+            known = sorted(entries) if isinstance(entries, dict) else []
+            what = "symbol" if table == "instruments" else "account"
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown {what} {name!r}: not in the active limits ({table}: "
+                f"{', '.join(known[:20]) or 'none'}); nothing was done",
+            )
+        target.scope_id = sid
 
     def Arm(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if not request.trigger:
@@ -195,6 +229,7 @@ class KillServicer(mgmt_pb2_grpc.KillServiceServicer):  # type: ignore[misc]
         call = current_call()
         fwd = kill_pb2.TriggerRequest()
         fwd.CopyFrom(t)
+        self._resolve(context, fwd.target)
         fwd.actor = call.principal.name
         fwd.correlation_id = call.correlation_id
         # A retry carries the same correlation id, so a derived kill id is the same too.
@@ -208,6 +243,8 @@ class KillServicer(mgmt_pb2_grpc.KillServiceServicer):  # type: ignore[misc]
         call = current_call()
         fwd = kill_pb2.ClearRequest()
         fwd.CopyFrom(c)
+        if not fwd.kill_id:
+            self._resolve(context, fwd.target)
         fwd.actor = call.principal.name
         fwd.correlation_id = call.correlation_id
         return _forward(context, lambda: self._backend.kill("Clear", fwd))

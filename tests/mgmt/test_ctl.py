@@ -144,3 +144,31 @@ def test_status_without_mgmtd_reads_the_roles_directly(
     config.write_text(f'[appliance]\nstate_dir = "{state_dir}"\n[roles.gateway]\n[roles.kill]\n')
     code, out, err = run(capsys, "--config", str(config), "--json", "status")
     assert code == 0 and "directly" in err and json.loads(out)["source"] == "direct"
+
+
+def test_kill_scope_names_resolve_through_the_limits(
+    fake_roles: FakeRoles, start_mgmtd: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_roles.gateway.limits["instruments"] = {"AAPL": {"id": 7}}
+    fake_roles.gateway.limits["accounts"] = {"ACC1": {"id": 3}}
+    base = ("--socket", str(start_mgmtd(tls=False).paths.socket))
+    trig = ("kill", "trigger", "--reason", "r", "--yes")
+    code, _, err = run(capsys, *base, *trig, "--scope", "symbol", "--name", "AAPL")
+    assert code == 0, err
+    sent = fake_roles.kill.calls[-1][1].target
+    assert (sent.scope_id, sent.scope_name) == (7, "AAPL")
+    code, _, err = run(capsys, *base, *trig, "--scope", "account", "--name", "ACC1")
+    assert code == 0 and fake_roles.kill.calls[-1][1].target.scope_id == 3
+    # unknown names are refused before anything acts (exit 5), naming what is known
+    n = len(fake_roles.kill.calls)
+    code, _, err = run(capsys, *base, *trig, "--scope", "symbol", "--name", "TSLA")
+    assert code == ctl.EXIT_REFUSED and "unknown symbol 'TSLA'" in err and "AAPL" in err
+    code, _, err = run(capsys, *base, *trig, "--scope", "account", "--name", "AAPL")
+    assert code == ctl.EXIT_REFUSED and "unknown account" in err
+    clear = ("kill", "clear", "--reason", "r", "--yes", "--scope", "symbol", "--name", "NOPE")
+    code, _, err = run(capsys, *base, *clear)
+    assert code == ctl.EXIT_REFUSED
+    assert len(fake_roles.kill.calls) == n
+    # explicit ids and numeric names pass through untouched
+    code, _, _ = run(capsys, *base, *trig, "--scope", "symbol", "--id", "9")
+    assert code == 0 and fake_roles.kill.calls[-1][1].target.scope_id == 9

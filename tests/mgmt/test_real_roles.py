@@ -155,9 +155,24 @@ subscribers = ["gateway"]
             rep = client.wait_app(lambda m: m.get(11) == "A1", 10)
             assert rep[150] == "0", str(sorted(rep.items()))
 
+            # a symbol by name: resolved through the gateway's limits (AAPL is id 1)
+            sym = ("kill", "trigger", "--scope", "symbol", "--reason", "sym", "--yes")
+            ctl(*sym, "--name", "TSLA", code=5)
+            trig = ctl(*sym, "--name", "AAPL", "--kill-id", "e2e-2")
+            assert trig["applied"] is True
+            (active,) = ctl("kill", "status")["active"]
+            assert (active["target"]["scope"], active["target"]["scope_id"]) == ("SYMBOL", "1")
+            client.new_order("S1", qty="10", price="99.00")
+            client.new_order("S2", symbol="MSFT", qty="10", price="199.00")
+            rep = client.wait_app(lambda m: m.get(11) == "S1", 10)
+            assert rep[150] == "8" and "HALTED" in rep.get(58, ""), rep
+            assert client.wait_app(lambda m: m.get(11) == "S2", 10)[150] == "0"
+            ctl("kill", "clear", "--scope", "symbol", "--name", "AAPL", "--reason", "x", "--yes")
+            assert ctl("kill", "status")["active"] == []
+
             hist = ctl("kill", "history", "--limit", "20")
             kinds = [e["kind"] for e in hist["entries"]]
-            assert kinds.count("trigger") == 1 and "clear" in kinds and "ack" in kinds
+            assert kinds.count("trigger") == 2 and "clear" in kinds and "ack" in kinds
             verified = ctl("kill", "verify")
             assert verified["ok"] is True and verified["records"] >= 4
 
@@ -167,7 +182,11 @@ subscribers = ["gateway"]
             for m in ("SetLimit", "LoadLimits", "Trigger", "Clear"):
                 assert m in methods, methods
             assert all(e["who"].startswith(f"uid:{os.getuid()}") for e in records), records
-            assert {e["result"] for e in records} == {"OK", "FAILED_PRECONDITION"}
+            assert {e["result"] for e in records} == {
+                "OK",
+                "FAILED_PRECONDITION",
+                "INVALID_ARGUMENT",
+            }
         finally:
             if client is not None:
                 client.stop()
