@@ -289,10 +289,19 @@ class _Application(fix.Application):  # type: ignore[misc]  # quickfix is untype
             self._owner._callback_error("fromAdmin")
 
     def toApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
-        pass  # every report passes here: kept empty (BusinessMessageRejects are counted at send)
+        # Every report passes here: nothing to do unless a message tap is set (journal capture).
+        tap = self._owner.message_tap
+        if tap is not None:
+            try:
+                tap("out", message.toString())
+            except Exception:
+                self._owner._callback_error("toApp")
 
     def fromApp(self, message: Any, session_id: Any) -> None:  # noqa: N802
+        tap = self._owner.message_tap
         try:
+            if tap is not None:
+                tap("in", message.toString())
             self._owner._from_app(message, session_id)
         except Exception:
             self._owner._callback_error("fromApp")
@@ -316,6 +325,9 @@ class FixAcceptor:
         self._clock_ns = clock_ns
         self._counters = _Counters()
         self._seq: Iterator[int] = itertools.count(1)
+        self.message_tap: Callable[[str, str], None] | None = None
+        """Called with ("in" | "out", raw FIX text) for every application message, on the
+        session's thread (the gateway journals them when capture is on). Must not block."""
         self._by_key: dict[str, _Session] = {}
         self._by_id: dict[int, _Session] = {}
         for sc in config.sessions:

@@ -66,6 +66,7 @@ from tectra.gateway.core import (
 from tectra.gateway.tokens import GatewayTokens
 from tectra.io.killblock import GatewayView, Scope, Verdict, open_gateway_view
 from tectra.journal.capture import OpaqueBatch, Recorder
+from tectra.journal.format import RecordKind, RecordType
 from tectra.kill.subscriber import CancelProgress
 from tectra.risk.engine import EngineConfig, RiskEngine
 from tectra.risk.limits import LimitsError, LimitsSpec, LimitsStore, compile_limits
@@ -240,6 +241,11 @@ class GatewayService:
             state_path=self.state_dir / "gateway" / f"venue-{gw.venue_name}.seq",
         )
         self.acceptor = FixAcceptor(self.fix_config, self, clock_ns=clock)
+        # With capture, the raw FIX messages in and out are journaled too (EVENT frames: for
+        # the record and incident review; replay runs on the decoded requests).
+        self._fix_messages: collections.deque[tuple[str, str, int]] = collections.deque()
+        if gw.capture:
+            self.acceptor.message_tap = self._tap_fix
         from tectra.kill.subscriber import KillSubscriber
 
         self.kill_subscriber = KillSubscriber(
@@ -294,6 +300,7 @@ class GatewayService:
         self.venue.stop()
         with self.lock:
             if self._journal is not None:
+                self._journal_fix_messages()
                 self._journal.close()
             self.tokens.close()
             self.kill_view.close()
@@ -340,8 +347,27 @@ class GatewayService:
 
     # ---- the step, under the lock ----------------------------------------------------------
 
+    def _tap_fix(self, direction: str, text: str) -> None:
+        # deque.append is atomic: safe from any quickfix thread without the gateway lock.
+        self._fix_messages.append((direction, text, self.clock()))
+
+    def _journal_fix_messages(self) -> None:
+        """Raw FIX messages tapped since the last step, as EVENT frames (lock held)."""
+        msgs = self._fix_messages
+        while msgs:
+            direction, text, ts = msgs.popleft()
+            self._journal.append(
+                f"{direction} {text}".encode("ascii", "replace"),
+                type_code=RecordType.FIX_MESSAGE,
+                kind=RecordKind.EVENT,
+                component=self.core.component_id,
+                mono_ns=ts,
+            )
+
     def _step(self, inputs: Any, now_ns: int) -> StepResult | None:
         if self.recorder is not None:
+            if self._fix_messages:
+                self._journal_fix_messages()
             self.recorder.step(inputs, now_ns)
             return self._recording.last
         return self.core.apply(inputs, now_ns)
@@ -743,6 +769,7 @@ class GatewayService:
             now = self.clock()
             self._refresh_refs(now)
             if self._journal is not None:
+                self._journal_fix_messages()
                 self._journal.tick()  # fsync = batch: sync on time even when idle
             every = int(self.config.gateway.snapshot_interval_s * 1e9)
             if self.recorder is not None and every and now - self._snapshot_ns >= every:

@@ -15,6 +15,8 @@ import pytest
 from tectra.gateway.core import GatewayCore
 from tectra.gateway.replay import replay_component
 from tectra.io.killblock import Flag, Scope
+from tectra.journal.format import RecordType
+from tectra.journal.reader import JournalReader
 from tectra.journal.replay import ReplayOptions, replay_journal
 from tectra.journal.verify import verify_journal
 from tests.fix.fixsupport import wait_until
@@ -71,6 +73,18 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_capture_verifies(journal: Path) -> None:
     report = verify_journal(journal)
     assert report.ok, report.format_text()
+
+
+def test_raw_fix_messages_are_journaled_both_ways(journal: Path) -> None:
+    texts = []
+    for fb in JournalReader(journal).batches():
+        for i in np.flatnonzero(fb.type == RecordType.FIX_MESSAGE).tolist():
+            texts.append(bytes(fb.payload(i)).decode())
+    ins = [t for t in texts if t.startswith("in ")]
+    outs = [t for t in texts if t.startswith("out ")]
+    assert any("\x0135=D\x01" in t and "\x0111=F1\x01" in t for t in ins)
+    assert any("\x0135=8\x01" in t and "\x0111=F1\x01" in t for t in outs)
+    assert any("\x0135=F\x01" in t for t in ins) and any("\x0135=G\x01" in t for t in ins)
 
 
 def test_replay_is_bit_for_bit(journal: Path) -> None:
