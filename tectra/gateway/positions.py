@@ -134,17 +134,34 @@ class PositionBook:
             raise PositionBookError("on_reports takes EXECUTION_REPORT records")
         et = reports["exec_type"]
         booked = np.zeros(reports.shape[0], dtype=np.bool_)
-        for i in np.flatnonzero((et == ExecType.TRADE) | (et == ExecType.TRADE_CANCEL)).tolist():
-            r = reports[i]
+        fills = np.flatnonzero((et == ExecType.TRADE) | (et == ExecType.TRADE_CANCEL))
+        if not fills.size:
+            return booked  # acks, cancels, replaces: nothing to book
+        # The fills' columns as Python ints at once (a numpy scalar read per field costs more
+        # than the booking itself).
+        rows = reports[fills]
+        columns = zip(
+            fills.tolist(),
+            rows["account_id"].tolist(),
+            rows["strategy_id"].tolist(),
+            rows["instrument_id"].tolist(),
+            rows["side"].tolist(),
+            rows["last_qty"].tolist(),
+            rows["last_px"].tolist(),
+            rows["venue_id"].tolist(),
+            rows["exec_type"].tolist(),
+            strict=True,
+        )
+        for i, account, strategy, instrument, side, qty, px, venue, exec_type in columns:
             issue = self.book_fill(
-                int(r["account_id"]),
-                int(r["strategy_id"]),
-                int(r["instrument_id"]),
-                side=int(r["side"]),
-                qty=int(r["last_qty"]),
-                px=int(r["last_px"]),
-                venue_id=int(r["venue_id"]),
-                bust=int(r["exec_type"]) == ExecType.TRADE_CANCEL,
+                account,
+                strategy,
+                instrument,
+                side=side,
+                qty=qty,
+                px=px,
+                venue_id=venue,
+                bust=exec_type == ExecType.TRADE_CANCEL,
             )
             if issue is PositionIssue.NONE:
                 booked[i] = True
