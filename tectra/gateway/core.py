@@ -741,6 +741,10 @@ class GatewayCore:
             "next_order_id": self.next_order_id,
             "next_exec_id": self.next_exec_id,
             "next_token": self.tokens.next_number,
+            # venue_messages_in: how many sequenced venue messages the state includes, so a
+            # recovered gateway resumes the venue session right after them.
+            "counters": dict(sorted(self.counters.items())),
+            "rejects_by_reason": dict(sorted(self.rejects_by_reason.items())),
             "limits_version": self.risk.limits.version,
             "limits": self.risk.limits.spec.to_document(),
             "config": cfg,
@@ -770,6 +774,10 @@ class GatewayCore:
         )
         self.next_order_id = int(meta["next_order_id"])
         self.next_exec_id = int(meta["next_exec_id"])
+        self.counters = {str(k): int(v) for k, v in meta.get("counters", {}).items()}
+        self.rejects_by_reason = {
+            str(k): int(v) for k, v in meta.get("rejects_by_reason", {}).items()
+        }
         self.tracker = OuchOrderTracker.from_state(json.loads(arrays["tracker"].tobytes()))
         if isinstance(self.tokens, GatewayTokens) and isinstance(
             self.tokens.allocator, MemoryAllocator

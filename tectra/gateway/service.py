@@ -63,6 +63,7 @@ from tectra.gateway.core import (
     GatewayCoreConfig,
     StepResult,
 )
+from tectra.gateway.recovery import Recovered, last_step, recover_core_state
 from tectra.gateway.tokens import GatewayTokens
 from tectra.io.killblock import GatewayView, Scope, Verdict, open_gateway_view
 from tectra.journal.capture import OpaqueBatch, Recorder
@@ -207,6 +208,7 @@ class GatewayService:
         )
         self._recording = _Recording(self.core)
         self.recorder: Recorder | None = None
+        self.recovered: Recovered | None = None
         self._journal: Any = None
         if gw.capture:
             from tectra.journal.writer import JournalWriter, WriterOptions
@@ -218,6 +220,7 @@ class GatewayService:
                 ),
             )
             self.recorder = Recorder(self._recording, self._journal, batch_frames=True)
+            self.recovered = self._recover(limits.version)
         # ---- kill view ----------------------------------------------------------------
         self.kill_view: GatewayView = open_gateway_view(
             config.kill.control_block, root=config.appliance.shm_root
@@ -239,6 +242,10 @@ class GatewayService:
             self.lock,
             self._on_venue_messages,
             state_path=self.state_dir / "gateway" / f"venue-{gw.venue_name}.seq",
+            # Recovered state includes exactly the venue messages the old process applied.
+            exact_first_sequence=(
+                1 + self.core.counters.get("venue_messages_in", 0) if self.recovered else None
+            ),
         )
         self.acceptor = FixAcceptor(self.fix_config, self, clock_ns=clock)
         # With capture, the raw FIX messages in and out are journaled too (EVENT frames: for
@@ -272,6 +279,31 @@ class GatewayService:
         self._register_metrics()
         self._started = False
         self._snapshot_ns = 0
+
+    # ---- recovery --------------------------------------------------------------------------
+
+    def _recover(self, limits_version: int) -> Recovered | None:
+        """Rebuild the core from the capture of a previous run (`tectra.gateway.recovery`)."""
+        journal_dir = self.state_dir / "journal" / "gateway"
+        assert self.recorder is not None
+        rec = recover_core_state(journal_dir)
+        self.recorder.steps = last_step(journal_dir, self.core.component_id)
+        if rec is None:
+            return None
+        self.core.restore(rec.snapshot)
+        log.warning(
+            "gateway state recovered from its capture: %d steps replayed, %d open orders, "
+            "%d divergences",
+            rec.steps,
+            self.core.open_orders(),
+            rec.divergences,
+        )
+        if self.core.risk.limits.version != limits_version:
+            # Limits changed while the gateway was down: the store's version wins, as an input.
+            version, doc = limits_version, self.limits_store.load().spec.to_document()
+            payload = json.dumps({"version": version, "document": doc}, sort_keys=True).encode()
+            self.recorder.step(OpaqueBatch.from_payloads(LIMITS_UPDATE, [payload]), self.clock())
+        return rec
 
     # ---- lifecycle -----------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ class VenueLink:
         on_messages: Callable[[Sequence[bytes], int], None],
         *,
         state_path: Path | None = None,
+        exact_first_sequence: int | None = None,
         on_state: Callable[[bool], None] | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
@@ -99,7 +100,11 @@ class VenueLink:
         self._on_state = on_state
         self._clock = clock
         self._state_path = state_path
-        first = self._load_sequence(config.first_sequence)
+        first = (
+            exact_first_sequence
+            if exact_first_sequence is not None
+            else self._load_sequence(config.first_sequence)
+        )
         self.session = SoupClientSession(
             SoupClientConfig(
                 username=config.username,

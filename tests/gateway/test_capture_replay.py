@@ -14,6 +14,7 @@ import pytest
 
 from tectra.gateway.core import GatewayCore
 from tectra.gateway.replay import replay_component
+from tectra.gateway.service import GatewayService
 from tectra.io.killblock import Flag, Scope
 from tectra.journal.format import RecordType
 from tectra.journal.reader import JournalReader
@@ -138,3 +139,41 @@ def test_periodic_snapshots_let_replay_start_later(tmp_path: Path) -> None:
     diff = replay_journal(journal, replay_component(), options=ReplayOptions(from_snapshot=True))
     assert diff.zero, diff.format_text()
     assert diff.snapshot_steps["GATEWAY"] > 2  # started from a later snapshot, not the first
+
+
+def test_a_restarted_gateway_recovers_its_state_from_the_capture(tmp_path: Path) -> None:
+    with venue_process() as venue:
+        refs = ",".join(f"{s}={px / 10_000:.2f}" for s, px in venue["reference_prices"].items())
+        env = Env(tmp_path, venue, static_refs=refs, capture=True)
+        try:
+            c = env.client(0)
+            low = f"{float(env.ref('AAPL')) - 1:.2f}"
+            for i in range(4):
+                c.new_order(f"S{i}", qty="10", price=low)
+                report(c, f"S{i}", "0")
+            c.new_order("S9", qty="100", price=f"{float(env.ref('AAPL')) + 0.02:.2f}")
+            c.wait_app(lambda m: m.get(11) == "S9" and m.get(39) == "2")
+            assert env.gw.open_orders() >= 4
+        finally:
+            env.gw.stop()  # a clean stop: sessions log out, cancel-on-disconnect runs
+        before = (env.gw.positions(), env.gw.core.next_order_id, env.gw.core.counters)
+        seen = env.gw.core.counters["venue_messages_in"]
+        # A new gateway process on the same state: the orders, positions and ids are back.
+        env.gw = GatewayService(env.config)
+        assert env.gw.recovered is not None and env.gw.recovered.divergences == 0
+        assert (env.gw.positions(), env.gw.core.next_order_id) == before[:2]
+        assert env.gw.core.counters == before[2]
+        # The venue session resumes right after the last venue message the old run applied.
+        assert env.gw.venue.session.next_sequence == 1 + seen
+        env.gw.start()
+        try:
+            wait_until(lambda: env.gw.venue_up, 10, "venue login")
+            assert env.gw.core.store.counters()["report_ignored_unknown_order"] == 0
+        finally:
+            env.close()
+    diff = replay_journal(
+        Path(env.config.appliance.state_dir) / "journal" / "gateway",
+        replay_component(),
+        options=ReplayOptions(from_snapshot=True),
+    )
+    assert diff.zero, diff.format_text()
