@@ -96,7 +96,10 @@ KILL_VERDICTS: Final[int] = 0xF041
 """Opaque input: one byte per order of the next request batch (0 OK, 1 SLOW, 2 BLOCKED,
 3 venue down)."""
 SESSION_DOWN: Final[int] = 0xF042
-"""Opaque input: u32 client session ids that logged out or dropped (cancel-on-disconnect)."""
+"""Opaque input: client sessions that logged out or dropped (cancel-on-disconnect), one payload
+each: u32 session id, then optionally u64 cutoff — only orders with a smaller order id are
+cancelled (the order id the gateway was at when the session dropped: orders the client sends
+after logging on again are not caught by a cancel that is applied late)."""
 LIMITS_UPDATE: Final[int] = 0xF043
 """Opaque input: JSON {"version": v, "document": limits document}: a limits reload, journaled
 so that replay judges every order against the version live did."""
@@ -110,6 +113,7 @@ KILL_VENUE_DOWN: Final[int] = 3
 refused VENUE_REJECT rather than left pending)."""
 
 _U32 = struct.Struct("<I")
+_SESSION_CUTOFF = struct.Struct("<IQ")
 _OUCH_CANCEL = np.dtype([("type", "S1"), ("token", f"S{ORDER_TOKEN_WIDTH}"), ("shares", ">u4")])
 """OUCH 4.2 Cancel Order: 'X', Order Token (14, space padded), Shares (u32 big-endian)."""
 EXEC_ID_BASE: Final = np.uint64(1 << 63)
@@ -306,8 +310,13 @@ class GatewayCore:
                     self.set_limits_document(json.loads(payload))
                 return None
             if inputs.type_code == SESSION_DOWN:
-                sessions = [_U32.unpack(p)[0] for p in inputs.payloads()]
-                return self.cancel_sessions(sessions, now_ns)
+                downs = []
+                for p in inputs.payloads():
+                    if len(p) == _SESSION_CUTOFF.size:
+                        downs.append(_SESSION_CUTOFF.unpack(p))
+                    else:
+                        downs.append((_U32.unpack(p[: _U32.size])[0], 0))
+                return self.cancel_sessions(downs, now_ns)
             raise ValueError(f"gateway core: unknown opaque input 0x{inputs.type_code:04x}")
         dtype = getattr(inputs, "dtype", None)
         if dtype == ORDER_REQUEST.dtype:
@@ -688,11 +697,14 @@ class GatewayCore:
             results.append(self._cancel_rows(np.flatnonzero(mask), f"K{kill_id}", kill_id, now_ns))
         return _merge(results)
 
-    def cancel_sessions(self, sessions: Sequence[int], now_ns: int) -> StepResult:
+    def cancel_sessions(self, sessions: Sequence[tuple[int, int]], now_ns: int) -> StepResult:
+        """Cancel-on-disconnect: every live order of each (session, cutoff); cutoff 0 = all."""
         rows = self.store.rows
         results = []
-        for s in sessions:
+        for s, cutoff in sessions:
             mask = self.store.live_mask() & (rows["token"] != b"") & (rows["session_id"] == s)
+            if cutoff:
+                mask &= rows["order_id"] < cutoff
             results.append(self._cancel_rows(np.flatnonzero(mask), f"D{s}", 0, now_ns))
         return _merge(results)
 
@@ -707,6 +719,11 @@ class GatewayCore:
         `tag` names the cause in the counters (K: kill, D: disconnect)."""
         rows = self.store.rows
         n = int(slots.shape[0])
+        if kill_id:
+            self.kills.setdefault(kill_id, KillProgress())
+        self.last_cancels_sent = n
+        if not n:
+            return _empty_result()
         msgs = np.zeros(n, dtype=_OUCH_CANCEL)
         msgs["type"] = b"X"
         msgs["token"] = np.char.ljust(rows["token"][slots], ORDER_TOKEN_WIDTH)

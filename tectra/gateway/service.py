@@ -25,6 +25,7 @@ import collections
 import hashlib
 import json
 import logging
+import queue
 import struct
 import threading
 import time
@@ -93,7 +94,7 @@ REF_REFRESH_NS = 1_000_000  # re-read references at most this often on the order
 STATIC_RESTAMP_NS = 500_000_000
 VENUE_LOGIN_WAIT_S = 2.0
 LINK_DOWN_REASON = "O"  # OUCH 4.2 reject reason "Other": the venue link was down
-_U32 = struct.Struct("<I")
+_SESSION_CUTOFF = struct.Struct("<IQ")  # SESSION_DOWN payload: session id, order-id cutoff
 _KILL_OF_VERDICT = {
     int(Verdict.OK): KILL_OK,
     int(Verdict.SLOW): KILL_SLOW,
@@ -266,6 +267,8 @@ class GatewayService:
         )
         self.send_errors = 0
         self.venue_refused = 0
+        self._cod: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self._cod_thread = threading.Thread(target=self._cod_loop, name="gateway-cod", daemon=True)
         # Decision latencies since the kill role last asked (its latency-spike trigger).
         self._recent_steps: collections.deque[int] = collections.deque(maxlen=8192)
         self.metrics = metrics or MetricsRegistry()
@@ -314,6 +317,7 @@ class GatewayService:
                 self._snapshot_ns = self.clock()
                 self.recorder.snapshot(self._snapshot_ns)  # replay starts from this state
         self.venue.start()
+        self._cod_thread.start()
         self.kill_subscriber.start(nats_wait_s=0.5)
         # Give the venue login a moment before clients can log on, so the first orders of the
         # day are not refused VENUE_REJECT just because the gateway started a few ms earlier.
@@ -327,7 +331,9 @@ class GatewayService:
         if not self._started:
             return
         self._started = False
-        self.acceptor.stop()
+        self.acceptor.stop()  # sessions log out: cancel-on-disconnect is queued
+        self._cod.put(None)
+        self._cod_thread.join(timeout=10)  # ... and applied before the venue link goes
         self.kill_subscriber.stop()
         self.venue.stop()
         with self.lock:
@@ -574,11 +580,28 @@ class GatewayService:
             self._send_report(o)
 
     def cancel_all(self, session_id: int) -> None:
-        """Cancel-on-disconnect (the acceptor calls it when an enabled session drops)."""
+        """Cancel-on-disconnect. quickfix calls this from its logout path while it holds the
+        session's lock, and the gateway lock's holder may be sending to that very session: so
+        this only queues the work (never blocks) for the cancel-on-disconnect thread. The
+        order id reached now bounds what is cancelled, so a late cancel never catches orders
+        the client sends after logging on again."""
+        self._cod.put((session_id, self.core.next_order_id))
+
+    def _cod_loop(self) -> None:
+        while True:
+            item = self._cod.get()
+            if item is None:
+                return
+            try:
+                self._cancel_on_disconnect(*item)
+            except Exception:  # one bad event must not end cancel-on-disconnect for good
+                self.send_errors += 1
+                log.exception("cancel-on-disconnect of session %d failed", item[0])
+
+    def _cancel_on_disconnect(self, session_id: int, cutoff: int) -> None:
+        payload = _SESSION_CUTOFF.pack(session_id, cutoff)
         with self.lock:
-            res = self._step(
-                OpaqueBatch.from_payloads(SESSION_DOWN, [_U32.pack(session_id)]), self.clock()
-            )
+            res = self._step(OpaqueBatch.from_payloads(SESSION_DOWN, [payload]), self.clock())
             self._act(res)
 
     # ---- venue (reader thread, lock held) ------------------------------------------------

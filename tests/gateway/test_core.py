@@ -289,3 +289,27 @@ def test_any_flow_keeps_state_risk_and_venue_consistent(
     buys = int(rows["cum_qty"][counted & (rows["side"] == Side.BUY)].sum())
     sells = int(rows["cum_qty"][counted & (rows["side"] == Side.SELL)].sum())
     assert h.core.positions.position(1, 0, 1)["net_qty"] == buys - sells
+
+
+def test_mass_cancel_and_disconnect_with_nothing_open_do_nothing() -> None:
+    h = Harness()
+    cmd = new_records(KILL_COMMAND, 1)
+    cmd["kill_id"] = 7
+    cmd["scope"] = KillScope.FIRM
+    res = h.apply(cmd)
+    assert res is not None and res.venue_out == [] and h.core.kills[7].sent == 0
+    res = h.apply(OpaqueBatch.from_payloads(SESSION_DOWN, [struct.pack("<IQ", 1, 10**6)]))
+    assert res is not None and res.venue_out == []
+
+
+def test_disconnect_cutoff_spares_orders_sent_after_the_drop() -> None:
+    h = Harness()
+    ref = h.ref("AAPL")
+    h.send(request("B1", qty=5, price=ref - 500))
+    cutoff = h.core.next_order_id
+    h.send(request("B2", qty=5, price=ref - 500))  # after logging on again
+    h.pump()
+    res = h.apply(OpaqueBatch.from_payloads(SESSION_DOWN, [struct.pack("<IQ", 1, cutoff)]))
+    assert res is not None and len(res.venue_out) == 1
+    h.pump()
+    assert h.core.open_orders() == 1
