@@ -300,8 +300,11 @@ def _kill_drill(config: Path, workdir: Path, say: Any) -> dict[str, Any]:
     entries = history.get("entries", []) if isinstance(history, dict) else []
     confirmed = [json.loads(e["json"]) for e in entries if e.get("kind") == "ack" and "json" in e]
     if confirmed:
-        last = confirmed[-1]
-        say(f"    latest ack in the ledger: {json.dumps(last, sort_keys=True)[:300]}")
+        last = confirmed[-1].get("payload", {})
+        say(
+            f"    final ack in the ledger: cancels sent {last.get('cancels_sent')}, confirmed by"
+            f" the venue {last.get('cancels_confirmed')}, failed {last.get('cancels_failed')}"
+        )
     s = _orders_summary(workdir)
     halted = int(s.get("rejects_by_reason", {}).get("HALTED", 0)) - int(before)
     say(f"  while halted: {halted} new orders refused HALTED, {s.get('open_orders', 0)} open")
