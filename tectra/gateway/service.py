@@ -267,6 +267,7 @@ class GatewayService:
         )
         self.send_errors = 0
         self.venue_refused = 0
+        self._status_exec = 0
         self._cod: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._cod_thread = threading.Thread(target=self._cod_loop, name="gateway-cod", daemon=True)
         # Decision latencies since the kill role last asked (its latency-spike trigger).
@@ -566,6 +567,10 @@ class GatewayService:
             o["session_id"] = session_id
             o["cl_ord_id"] = r["cl_ord_id"]
             o["exec_type"] = ExecType.ORDER_STATUS
+            # Status answers change no state (they are not core steps): their ExecIDs come from
+            # their own range (bit 62), apart from the core's (bit 63) and venue match numbers.
+            self._status_exec += 1
+            o["exec_id"] = (1 << 62) | self._status_exec
             o["side"] = int(r["side"]) or int(Side.BUY)
             o["symbol"] = r["symbol"]
             row = None if oid is None else self.core.store.order(oid)

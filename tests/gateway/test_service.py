@@ -205,3 +205,15 @@ def test_risk_observations_for_the_kill_switch(env: Env) -> None:
     assert obs["exposure_by_account"][1] > 0  # ACC1 traded 100 shares
     assert 1 in obs["pnl_by_account"]
     assert env.gw.risk_observations(take_latencies=True)["recent_step_ns"] == []
+
+
+def test_order_status_request_is_answered_from_the_order_store(env: Env) -> None:
+    c = env.client()
+    c.new_order("Q1", qty="10", price=f"{float(env.ref('AAPL')) - 1:.2f}")
+    report(c, "Q1", "0")
+    c.send("H", [(11, "Q1"), (54, "1"), (55, "AAPL")])
+    status = report(c, "Q1", "I")
+    assert status[39] == "0" and status[151] == "10" and status[14] == "0"
+    c.send("H", [(11, "NOPE"), (54, "1"), (55, "AAPL")])
+    unknown = report(c, "NOPE", "I")
+    assert unknown[39] == "8"  # unknown order: status Rejected, the session stays up
