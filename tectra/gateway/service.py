@@ -798,6 +798,13 @@ class GatewayService:
             },
             labels=["rule", "what"],
         )
+        m.counter_from(
+            "tectra_gateway_send_failures",
+            "Reports that could not be sent to a client (by cause) and venue sends refused "
+            "because the link dropped (answered as venue rejects).",
+            lambda: {("client_report",): self.send_errors, ("venue_refused",): self.venue_refused},
+            labels=["cause"],
+        )
         m.gauge_from(
             "tectra_gateway_open_orders",
             "Live orders in the order store.",

@@ -190,6 +190,7 @@ def test_metrics_are_exported(env: Env) -> None:
         "tectra_gateway_kill_view_available 1.0",
         "tectra_gateway_fix_to_venue_ns",
         'tectra_risk_rule_total{rule="max_qty",what="evaluated"}',
+        'tectra_gateway_send_failures_total{cause="client_report"} 0.0',
     ):
         assert name in text, name
     assert "tectra_metrics_callback_errors" not in text or "} 0.0" in text
