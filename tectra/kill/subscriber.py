@@ -2,7 +2,8 @@
 
 `KillSubscriber` is embedded in every gateway process (and, with a `BlockApplier`, in a remote
 host's kill role as its mirror). It owns one thread and, when NATS is configured, one NATS
-connection (its own asyncio loop thread, `NatsLink`). The gateway implements `KillActions`:
+connection (`NatsLink`: our own synchronous client with one reader thread). The gateway
+implements `KillActions`:
 
 ```python
 class KillActions(Protocol):
