@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,39 +13,14 @@ from typing import Any
 from adapters.fix.settings import Credentials
 from tectra.core.config import TectraConfig, load_config
 from tectra.io.killblock import KillBlock
+from tectra.sim.lab import limits_toml, start_venue, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret"
 
-LIMITS_TOML = """
-description = "gateway e2e"
-restricted = ["GME"]
-[defaults]
-tick_size = "0.01"
-max_qty = 10000
-max_notional = 10000000
-band_bps = 1000
-band_ticks = 0
-max_ref_age_ns = 5000000000
-credit_limit = 100000000
-max_position = 1000000
-max_strategy_position = 1000000
-session_rate_per_s = 100000
-session_burst = 100000
-venue_rate_per_s = 100000
-venue_burst = 100000
-[modes]
-[instruments.AAPL]
-id = 1
-[instruments.MSFT]
-id = 2
-[accounts.ACC1]
-id = 1
-[accounts.ACC2]
-id = 2
-[venues.SIM]
-id = 1
-"""
+LIMITS_TOML = limits_toml(
+    {"AAPL": 1, "MSFT": 2}, {"ACC1": 1, "ACC2": 2}, restricted=("GME",), description="gateway e2e"
+)
 
 
 def free_port() -> int:
@@ -60,40 +33,15 @@ def free_port() -> int:
 
 @contextmanager
 def venue_process(*args: str) -> Iterator[dict[str, Any]]:
-    """`python -m tectra.sim.ouch_venue` on an ephemeral port; yields its start-up JSON."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tectra.sim.ouch_venue",
-            "--port",
-            "0",
-            "--symbols",
-            "AAPL,MSFT",
-            "--seed",
-            "7",
-            "--levels",
-            "3",
-            "--level-qty",
-            "100",
-            *args,
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
+    """The venue simulator (AAPL, MSFT, seeded liquidity) on an ephemeral port; yields its
+    start-up JSON plus "port" and "proc"."""
+    venue = start_venue(
+        ("AAPL", "MSFT"), "--seed", "7", "--levels", "3", "--level-qty", "100", *args, cwd=REPO
     )
     try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        info["port"] = int(info["listening"].rsplit(":", 1)[1])
-        info["proc"] = proc
-        yield info
+        yield {**venue.info, "port": venue.port, "proc": venue.proc}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(venue.proc, 10)
 
 
 def write_appliance(
